@@ -1,0 +1,98 @@
+// Package ctxtoken carries extproc's admission decision to the dispatcher as a short-lived
+// HS256 JWT in the x-sluice-ctx header. The dispatcher serves nothing without a valid one, so
+// it is never usable except through extproc.
+package ctxtoken
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TTL is how long a token is valid. Envoy forwards the request to the dispatcher right after
+// extproc answers, so a minute is ample even on a loaded host.
+const TTL = time.Minute
+
+// issuer is fixed so a token minted for another purpose with the same key is refused.
+const issuer = "sluice-extproc"
+
+// Attempt is one entry of the provider chain: which provider, and the model name to send it.
+type Attempt struct {
+	Provider string `json:"p"`
+	Model    string `json:"m"`
+}
+
+// Claims is the decision extproc made for one request.
+type Claims struct {
+	RequestID   string    `json:"rid"`
+	KeyID       string    `json:"kid"`
+	OrgID       string    `json:"org,omitempty"`
+	TeamID      string    `json:"team,omitempty"`
+	ProjectID   string    `json:"proj,omitempty"`
+	PrincipalID string    `json:"prn,omitempty"`
+	Model       string    `json:"model"` // as the client asked for it
+	Format      string    `json:"fmt"`   // client wire format, see wire.Format
+	Endpoint    string    `json:"ep"`    // see wire.Endpoint
+	Stream      bool      `json:"stream,omitempty"`
+	Chain       []Attempt `json:"chain"`
+	jwt.RegisteredClaims
+}
+
+// Signer mints tokens. It is safe for concurrent use.
+type Signer struct {
+	key []byte
+	now func() time.Time
+}
+
+// NewSigner returns a signer for key, which must be at least 32 bytes.
+func NewSigner(key []byte) (*Signer, error) {
+	if len(key) < 32 {
+		return nil, errors.New("ctxtoken: signing key must be at least 32 bytes")
+	}
+	return &Signer{key: key, now: time.Now}, nil
+}
+
+// Sign returns the compact JWT for c; it sets the issuer, issue time and expiry.
+func (s *Signer) Sign(c *Claims) (string, error) {
+	now := s.now()
+	c.Issuer = issuer
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(TTL))
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(s.key)
+}
+
+// Verifier checks tokens. It is safe for concurrent use.
+type Verifier struct {
+	key    []byte
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a verifier for key.
+func NewVerifier(key []byte) (*Verifier, error) {
+	if len(key) < 32 {
+		return nil, errors.New("ctxtoken: signing key must be at least 32 bytes")
+	}
+	return &Verifier{key: key, parser: jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(issuer),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(5*time.Second),
+	)}, nil
+}
+
+// Verify parses and checks a token. The error never contains the token.
+func (v *Verifier) Verify(token string) (*Claims, error) {
+	if token == "" {
+		return nil, errors.New("ctxtoken: missing")
+	}
+	var c Claims
+	if _, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil }); err != nil {
+		return nil, fmt.Errorf("ctxtoken: %w", err)
+	}
+	if c.RequestID == "" || c.KeyID == "" || len(c.Chain) == 0 && c.Endpoint != "models" {
+		return nil, errors.New("ctxtoken: incomplete claims")
+	}
+	return &c, nil
+}
