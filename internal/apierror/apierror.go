@@ -155,3 +155,18 @@ func (e *Error) Write(w http.ResponseWriter, f wire.Format, requestID string) {
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(body)
 }
+
+// StreamEvent renders e as the final event of a server-sent-events stream in format f, for a
+// stream that breaks after its first byte reached the client: the client's SDK then surfaces
+// an error instead of mistaking a cut stream for a complete answer.
+func (e *Error) StreamEvent(f wire.Format, requestID string) []byte {
+	body := e.Body(f, requestID)
+	out := make([]byte, 0, len(body)+24)
+	if f == wire.Anthropic {
+		out = append(out, "event: error\ndata: "...)
+	} else {
+		out = append(out, "data: "...)
+	}
+	out = append(out, body...)
+	return append(out, "\n\n"...)
+}

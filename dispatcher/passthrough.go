@@ -1,0 +1,198 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+
+	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/apierror"
+)
+
+// PassthroughConfig sets the passthrough lane's transport limits. Zero values take the
+// documented defaults.
+type PassthroughConfig struct {
+	DialTimeout         time.Duration // default 5 s
+	MaxIdleConnsPerHost int           // default 256: keep-alive pool per provider
+	IdleConnTimeout     time.Duration // default 90 s
+	// ResponseHeaderTimeout bounds the wait for the provider's status line. A non-streaming
+	// completion sends nothing until it is done, so the default is generous: 10 min.
+	ResponseHeaderTimeout time.Duration
+	// Transport replaces the built transport (tests).
+	Transport http.RoundTripper
+}
+
+// Passthrough forwards same-format traffic: the body as received (only the model name is
+// rewritten, and only when the chain names another), the client's headers minus its
+// credential, and the response bytes as they arrive.
+type Passthrough struct {
+	client *http.Client
+}
+
+var _ Lane = (*Passthrough)(nil)
+
+// NewPassthrough returns the lane with a pooled keep-alive transport.
+func NewPassthrough(c PassthroughConfig) *Passthrough {
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.MaxIdleConnsPerHost == 0 {
+		c.MaxIdleConnsPerHost = 256
+	}
+	if c.IdleConnTimeout == 0 {
+		c.IdleConnTimeout = 90 * time.Second
+	}
+	if c.ResponseHeaderTimeout == 0 {
+		c.ResponseHeaderTimeout = 10 * time.Minute
+	}
+	rt := c.Transport
+	if rt == nil {
+		rt = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          4 * c.MaxIdleConnsPerHost,
+			MaxIdleConnsPerHost:   c.MaxIdleConnsPerHost,
+			IdleConnTimeout:       c.IdleConnTimeout,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: c.ResponseHeaderTimeout,
+			ExpectContinueTimeout: time.Second,
+			// Identity bodies: an SSE stream must not wait in a decompressor, and bytes reach
+			// the client exactly as the provider sent them.
+			DisableCompression: true,
+		}
+	}
+	// No client-level timeout: it would cut long, healthy streams.
+	return &Passthrough{client: &http.Client{Transport: rt,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// dropResponseHeaders are provider response headers never relayed to the client.
+var dropResponseHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Connection": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// maxErrorBody bounds how much of a provider's error response is kept for relaying.
+const maxErrorBody = 1 << 20
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Do implements [Lane.Do].
+func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.ResponseWriter) attempt.Result {
+	body := req.Body
+	if gjson.GetBytes(body, "model").Str != req.Model {
+		// sjson returns a new slice; req.Body stays intact for the next attempt.
+		var err error
+		if body, err = sjson.SetBytes(body, "model", req.Model); err != nil {
+			return attempt.Result{Err: err}
+		}
+	}
+	url := req.Provider.BaseURL + req.Endpoint.Path()
+	if req.RawQuery != "" {
+		url += "?" + req.RawQuery
+	}
+	up, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return attempt.Result{Err: err}
+	}
+	up.Header = req.Header.Clone()
+	up.ContentLength = int64(len(body))
+	if up.Header.Get("Content-Type") == "" {
+		up.Header.Set("Content-Type", "application/json")
+	}
+	if req.Provider.Type == attempt.Anthropic {
+		if req.Provider.APIKey != "" {
+			up.Header.Set("X-Api-Key", req.Provider.APIKey)
+		}
+		if up.Header.Get("Anthropic-Version") == "" {
+			up.Header.Set("Anthropic-Version", "2023-06-01")
+		}
+	} else if req.Provider.APIKey != "" {
+		up.Header.Set("Authorization", "Bearer "+req.Provider.APIKey)
+	}
+
+	resp, err := p.client.Do(up)
+	if err != nil {
+		// Nothing arrived: a network error or timeout is always worth the next provider,
+		// unless the client itself went away.
+		return attempt.Result{Retryable: ctx.Err() == nil, Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		return attempt.Result{
+			Status:    resp.StatusCode,
+			Retryable: resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests,
+			Header:    resp.Header, Body: b, Err: err,
+		}
+	}
+
+	h := w.Header()
+	for k, v := range resp.Header {
+		if !dropResponseHeaders[k] && !strings.HasPrefix(k, "X-Sluice-") {
+			h[k] = v
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	res := attempt.Result{Status: resp.StatusCode, Committed: true}
+	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if err := copyBody(w, resp.Body, sse); err != nil {
+		res.Err = err
+		var ue upstreamError
+		if !errors.As(err, &ue) {
+			return res // the client left; nothing more to tell it
+		}
+		if !sse {
+			// A truncated JSON body must not look complete: abort the connection.
+			panic(http.ErrAbortHandler)
+		}
+		e := apierror.New(http.StatusBadGateway, "upstream_stream_error", "The provider's stream ended unexpectedly.")
+		_, _ = w.Write(e.StreamEvent(req.ClientFormat, req.RequestID))
+		_ = http.NewResponseController(w).Flush()
+	}
+	return res
+}
+
+// upstreamError marks a read failure on the provider side, as opposed to a write failure
+// towards the client.
+type upstreamError struct{ error }
+
+func (e upstreamError) Unwrap() error { return e.error }
+
+// copyBody copies src to w; with flush, every read is flushed at once so SSE events reach the
+// client as the provider sends them.
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			if flush {
+				if err := rc.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return upstreamError{rerr}
+		}
+	}
+}

@@ -1,0 +1,211 @@
+// Package dispatcher is the provider-facing half of Sluice: an HTTP server behind Envoy that
+// serves only requests carrying a valid context token from extproc, walks the provider chain
+// the token names, and sends each attempt down the passthrough lane (same wire format, bytes
+// as-is) or the translation lane (Bifrost).
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/apierror"
+	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/reqid"
+	"github.com/sluice-gateway/sluice/internal/wire"
+)
+
+// Lane performs one attempt. Contract: until it writes to w it must leave w untouched and
+// report Committed=false; once it writes, the attempt is final.
+type Lane interface {
+	Do(ctx context.Context, req *attempt.Request, w http.ResponseWriter) attempt.Result
+}
+
+// Config configures a Server.
+type Config struct {
+	Logger   *slog.Logger       // required
+	Verifier *ctxtoken.Verifier // required
+	// Translator handles attempts whose client and provider formats differ. Nil refuses them
+	// with 502, which only a misconfiguration can cause.
+	Translator Lane
+	// Passthrough overrides the passthrough lane (tests, benchmarks); nil builds the default.
+	Passthrough Lane
+	// MaxRequestBytes bounds the body read from Envoy; 0 means 32 MiB + 1 MiB.
+	MaxRequestBytes int64
+	// Getenv resolves provider credentials (APIKeyEnv); nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Server is the dispatcher's http.Handler. Safe for concurrent use.
+type Server struct {
+	cfg       Config
+	providers atomic.Pointer[map[string]*attempt.Provider]
+}
+
+// New returns a server with no providers; call Load before serving traffic.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil || cfg.Verifier == nil {
+		return nil, errors.New("dispatcher: Logger and Verifier are required")
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 33 << 20
+	}
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
+	}
+	if cfg.Passthrough == nil {
+		cfg.Passthrough = NewPassthrough(PassthroughConfig{})
+	}
+	s := &Server{cfg: cfg}
+	empty := map[string]*attempt.Provider{}
+	s.providers.Store(&empty)
+	return s, nil
+}
+
+// Load compiles the providers of c and publishes them. On error the previous set stays.
+func (s *Server) Load(c *config.Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	next := make(map[string]*attempt.Provider, len(c.Providers))
+	var errs []error
+	for _, p := range c.Providers {
+		base := p.BaseURL
+		if base == "" {
+			base = config.DefaultBaseURL(p.Type)
+		}
+		key := ""
+		if p.APIKeyEnv != "" {
+			if key = s.cfg.Getenv(p.APIKeyEnv); key == "" {
+				errs = append(errs, fmt.Errorf("provider %q: environment variable %s is empty", p.ID, p.APIKeyEnv))
+			}
+		}
+		next[p.ID] = &attempt.Provider{ID: p.ID, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.providers.Store(&next)
+	return nil
+}
+
+var (
+	errNoContext = apierror.New(http.StatusUnauthorized, "invalid_context",
+		"Requests must pass through the Sluice gateway.")
+	errUpstream = apierror.New(http.StatusBadGateway, "upstream_unavailable",
+		"No provider could be reached.")
+	errNoTranslator = apierror.New(http.StatusBadGateway, "translation_unavailable",
+		"This provider needs translation, which is not enabled.")
+)
+
+// hopHeaders are never forwarded in either direction (RFC 9110 §7.6.1), plus headers that
+// only the gateway or the transport may set.
+var dropRequestHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Host": true, "Content-Length": true, "Authorization": true, "X-Api-Key": true,
+	"Accept-Encoding": true, // identity upstream: SSE must not sit in a gzip buffer
+	"X-Request-Id":    true, "X-Forwarded-For": true, "X-Forwarded-Proto": true,
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	format := wire.OpenAI
+	if strings.HasPrefix(r.URL.Path, "/v1/messages") {
+		format = wire.Anthropic
+	}
+	claims, err := s.cfg.Verifier.Verify(r.Header.Get(wire.HeaderContext))
+	if err != nil {
+		// Reached without passing extproc (or with a forged or stale token): refuse. The id is
+		// minted here because nothing trustworthy names this request.
+		s.cfg.Logger.Warn("dispatcher: refused request without a valid context", "err", err)
+		id := reqid.New()
+		w.Header().Set(wire.HeaderRequestID, id)
+		errNoContext.Write(w, format, id)
+		return
+	}
+	w.Header().Set(wire.HeaderRequestID, claims.RequestID)
+	format = wire.ParseFormat(claims.Format)
+	endpoint := wire.ParseEndpoint(claims.Endpoint)
+	if route, ok := wire.Lookup(r.URL.Path, format == wire.Anthropic); !ok || route.Endpoint != endpoint {
+		apierror.ErrNotFound.Write(w, format, claims.RequestID)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxRequestBytes+1))
+	if err != nil || int64(len(body)) > s.cfg.MaxRequestBytes {
+		apierror.New(http.StatusBadRequest, "invalid_request_error", "Could not read the request body.").
+			Write(w, format, claims.RequestID)
+		return
+	}
+	header := make(http.Header, len(r.Header))
+	for k, v := range r.Header {
+		if dropRequestHeaders[k] || strings.HasPrefix(k, "X-Sluice-") || strings.HasPrefix(k, "X-Envoy-") {
+			continue
+		}
+		header[k] = v
+	}
+	req := attempt.Request{
+		RequestID: claims.RequestID, ClientFormat: format, Endpoint: endpoint, Stream: claims.Stream,
+		Body: body, Header: header, RawQuery: r.URL.RawQuery,
+	}
+	s.walk(r.Context(), w, &req, claims.Chain)
+}
+
+// walk tries each provider of the chain in order until one answers, a non-retryable error
+// ends the walk, or an attempt commits a response to the client.
+func (s *Server) walk(ctx context.Context, w http.ResponseWriter, req *attempt.Request, chain []ctxtoken.Attempt) {
+	providers := *s.providers.Load()
+	var last *attempt.Result
+	failed := 0
+	for _, a := range chain {
+		p := providers[a.Provider]
+		if p == nil {
+			s.cfg.Logger.Warn("dispatcher: provider in chain is not configured", "request_id", req.RequestID, "provider", a.Provider)
+			continue
+		}
+		req.Provider, req.Model = p, a.Model
+		lane := s.cfg.Passthrough
+		if p.Type.Format() != req.ClientFormat {
+			if lane = s.cfg.Translator; lane == nil {
+				errNoTranslator.Write(w, req.ClientFormat, req.RequestID)
+				return
+			}
+		}
+		w.Header().Set(wire.HeaderFallbackCount, strconv.Itoa(failed))
+		res := lane.Do(ctx, req, w)
+		if res.Committed {
+			return
+		}
+		if res.Err != nil {
+			s.cfg.Logger.Warn("dispatcher: attempt failed", "request_id", req.RequestID,
+				"provider", p.ID, "status", res.Status, "err", res.Err)
+		}
+		last = &res
+		if !res.Retryable || ctx.Err() != nil {
+			break
+		}
+		failed++
+	}
+	if last == nil || last.Status == 0 {
+		errUpstream.Write(w, req.ClientFormat, req.RequestID)
+		return
+	}
+	// Every attempt failed: the last provider's error goes back verbatim with its status.
+	h := w.Header()
+	for k, v := range last.Header {
+		if !dropResponseHeaders[k] && !strings.HasPrefix(k, "X-Sluice-") {
+			h[k] = v
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(last.Body)))
+	w.WriteHeader(last.Status)
+	_, _ = w.Write(last.Body)
+}

@@ -1,0 +1,135 @@
+// Package extproc is Sluice's policy enforcement point: an Envoy ext_proc gRPC server that
+// authenticates the virtual key, reads what routing needs from the buffered request body,
+// decides the provider chain and hands that decision to the dispatcher as a signed context
+// token. It answers from memory: no network call on the hot path.
+package extproc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/vkey"
+)
+
+// DefaultMaxRequestBytes is the largest request body accepted, matching Envoy's buffer limit.
+const DefaultMaxRequestBytes = 32 << 20
+
+// Config configures a Server.
+type Config struct {
+	Logger *slog.Logger     // required
+	Signer *ctxtoken.Signer // required: mints x-sluice-ctx
+	Hasher *vkey.Hasher     // required: hashes presented secrets
+	// MaxRequestBytes bounds the request body; 0 means DefaultMaxRequestBytes.
+	MaxRequestBytes int64
+}
+
+// Server implements the ext_proc ExternalProcessor service. It is safe for concurrent use;
+// each gRPC stream (one per HTTP request) is handled sequentially by its own goroutine.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	cfg   Config
+	state atomic.Pointer[compiled]
+}
+
+// New returns a server with an empty key set; call Load before serving traffic.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil || cfg.Signer == nil || cfg.Hasher == nil {
+		return nil, errors.New("extproc: Logger, Signer and Hasher are required")
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	s := &Server{cfg: cfg}
+	s.state.Store(&compiled{})
+	return s, nil
+}
+
+// Load compiles c and publishes it. On error the previous config stays in force.
+func (s *Server) Load(c *config.Config) error {
+	next, err := compile(c, s.cfg.Hasher)
+	if err != nil {
+		return err
+	}
+	s.state.Store(next)
+	return nil
+}
+
+// Register adds the service to g.
+func (s *Server) Register(g *grpc.Server) { extprocv3.RegisterExternalProcessorServer(g, s) }
+
+// Process handles one HTTP request's ext_proc stream: Recv → handle → Send, in order, with
+// per-request state on this goroutine's stack.
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err error) {
+	defer func() {
+		// One malformed request must not take down the sidecar for all traffic.
+		if r := recover(); r != nil {
+			s.cfg.Logger.Error("extproc: panic", "panic", r)
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}()
+	req := request{srv: s, st: s.state.Load()}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		}
+		var resp *extprocv3.ProcessingResponse
+		switch m := msg.Request.(type) {
+		case *extprocv3.ProcessingRequest_RequestHeaders:
+			resp = req.onHeaders(m.RequestHeaders)
+		case *extprocv3.ProcessingRequest_RequestBody:
+			resp = req.onBody(m.RequestBody)
+		default:
+			// Response and trailer phases are skipped in the filter config; if a future config
+			// sends them, let them through untouched rather than stall the request.
+			resp = passThrough(msg)
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// headerValue returns a header's value; Envoy sends raw_value, older versions value.
+func headerValue(h *corev3.HeaderValue) string {
+	if len(h.RawValue) > 0 {
+		return string(h.RawValue)
+	}
+	return h.Value
+}
+
+// bearer extracts the credential from an Authorization header value.
+func bearer(v string) string {
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}
+
+func passThrough(msg *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch msg.Request.(type) {
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	default:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	}
+}
