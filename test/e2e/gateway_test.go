@@ -15,7 +15,10 @@ import (
 	"github.com/sluice-gateway/sluice/internal/fakeprovider"
 )
 
-var requestIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+// requestIDPattern matches the ids extproc mints, and the UUIDs Envoy's early header mutation
+// mints for a reply Envoy sends before extproc's header answer arrives (a 413 on a chunked
+// body can race it). Neither is ever the client's.
+var requestIDPattern = regexp.MustCompile(`^([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$`)
 
 // TestPassthroughBytes: same-format requests reach the provider byte for byte — odd spacing,
 // unknown fields and cache_control included — with anthropic-version and anthropic-beta intact.

@@ -46,7 +46,7 @@ func runners(t *testing.T) map[string]sdkRunner {
 
 type sdkCase struct {
 	scenario, model, key string
-	extraEnv           []string
+	extraEnv             []string
 }
 
 func (r sdkRunner) run(t *testing.T, g *gateway, c sdkCase, marker string) (map[string]any, error) {

@@ -1,0 +1,120 @@
+package translate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/maximhq/bifrost/core/schemas"
+)
+
+// Bifrost keys its provider workers by name. Sluice needs only one worker pool per
+// provider implementation: the base URL and the credential vary per attempt and travel in
+// the request context (see attemptContext), so one pool serves every configured provider
+// of that type.
+var bifrostProviders = []schemas.ModelProvider{schemas.OpenAI, schemas.Anthropic}
+
+// ctxKeyCredential carries the attempt's credential to account.GetKeysForProvider. It is
+// unexported so nothing outside this package can plant a key.
+type ctxKeyCredential struct{}
+
+// account is the schemas.Account Bifrost asks for provider configs and keys.
+type account struct {
+	configs map[schemas.ModelProvider]*schemas.ProviderConfig
+}
+
+func newAccount(cfg Config) *account {
+	a := &account{configs: make(map[schemas.ModelProvider]*schemas.ProviderConfig, len(bifrostProviders))}
+	for _, p := range bifrostProviders {
+		a.configs[p] = &schemas.ProviderConfig{
+			NetworkConfig: schemas.NetworkConfig{
+				DefaultRequestTimeoutInSeconds: seconds(cfg.RequestTimeout),
+				StreamIdleTimeoutInSeconds:     seconds(cfg.StreamIdleTimeout),
+				// Sluice walks its own provider chain; a Bifrost retry would send the same
+				// request twice and hide the failure from the chain and the breakers.
+				MaxRetries: 0,
+				// Providers are configured by the operator (in-cluster vLLM, a LAN box);
+				// Bifrost's SSRF guard would refuse them.
+				AllowPrivateNetwork: true,
+			},
+			ConcurrencyAndBufferSize: schemas.ConcurrencyAndBufferSize{
+				Concurrency: cfg.Concurrency,
+				BufferSize:  cfg.QueueSize,
+			},
+		}
+	}
+	return a
+}
+
+func (a *account) GetConfiguredProviders() ([]schemas.ModelProvider, error) {
+	return bifrostProviders, nil
+}
+
+// GetKeysForProvider runs on every attempt, so it only reads the context. Do sets the
+// same key as BifrostContextKeyDirectKey, which Bifrost prefers; this is the fallback for
+// any code path that asks the account instead.
+func (a *account) GetKeysForProvider(ctx context.Context, _ schemas.ModelProvider) ([]schemas.Key, error) {
+	if k, ok := ctx.Value(ctxKeyCredential{}).(schemas.Key); ok {
+		return []schemas.Key{k}, nil
+	}
+	return nil, errors.New("translate: no credential in request context")
+}
+
+func (a *account) GetConfigForProvider(p schemas.ModelProvider) (*schemas.ProviderConfig, error) {
+	c, ok := a.configs[p]
+	if !ok {
+		return nil, fmt.Errorf("translate: provider %q not configured", p)
+	}
+	cp := *c // Bifrost writes defaults into the config it is given
+	return &cp, nil
+}
+
+// credential builds the per-attempt key. The SecretVar is filled in directly:
+// schemas.NewSecretVar treats values starting with "env." or "vault." (or JSON objects) as
+// references and would resolve them from the dispatcher's environment.
+func credential(providerID, apiKey string) schemas.Key {
+	return schemas.Key{
+		ID:     providerID,
+		Name:   providerID,
+		Value:  schemas.SecretVar{Val: apiKey, SecretType: schemas.SecretTypePlainText},
+		Models: schemas.WhiteList{"*"},
+		Weight: 1,
+	}
+}
+
+func seconds(d time.Duration) int {
+	s := int(d.Seconds())
+	if s < 1 {
+		s = 1
+	}
+	return s
+}
+
+// slogLogger adapts slog to Bifrost's printf-style logger. Bifrost logs at Info and Debug
+// for routine events; those go to Debug so a healthy gateway stays quiet.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) logf(level slog.Level, msg string, args []any) {
+	if !s.l.Enabled(context.Background(), level) {
+		return
+	}
+	if len(args) > 0 {
+		msg = fmt.Sprintf(msg, args...)
+	}
+	s.l.Log(context.Background(), level, msg, "component", "bifrost")
+}
+
+func (s slogLogger) Debug(msg string, args ...any) { s.logf(slog.LevelDebug, msg, args) }
+func (s slogLogger) Info(msg string, args ...any)  { s.logf(slog.LevelDebug, msg, args) }
+func (s slogLogger) Warn(msg string, args ...any)  { s.logf(slog.LevelWarn, msg, args) }
+func (s slogLogger) Error(msg string, args ...any) { s.logf(slog.LevelError, msg, args) }
+
+// Fatal must not exit the dispatcher because a library thinks so.
+func (s slogLogger) Fatal(msg string, args ...any)        { s.logf(slog.LevelError, msg, args) }
+func (slogLogger) SetLevel(schemas.LogLevel)              {}
+func (slogLogger) SetOutputType(schemas.LoggerOutputType) {}
+func (slogLogger) LogHTTPRequest(schemas.LogLevel, string) schemas.LogEventBuilder {
+	return schemas.NoopLogEvent
+}
