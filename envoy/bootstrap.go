@@ -54,10 +54,10 @@ func Bootstrap(p BootstrapParams) ([]byte, error) {
 	var errs []error
 	d := bootstrapData{NodeID: p.NodeID, Cluster: p.Cluster}
 	if p.NodeID == "" {
-		errs = append(errs, errors.New("NodeID is required"))
+		errs = append(errs, errors.New("envoy: node id is required"))
 	}
 	if p.Cluster == "" {
-		errs = append(errs, errors.New("Cluster is required"))
+		errs = append(errs, errors.New("envoy: cluster name is required"))
 	}
 	var err error
 	if d.AdminHost, d.AdminPort, err = hostPort(p.AdminAddr); err != nil {
