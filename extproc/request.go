@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
 	"strings"
@@ -138,18 +139,18 @@ func (r *request) onBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if !gjson.ValidBytes(body) {
 		return r.reject(apierror.New(http.StatusBadRequest, "invalid_json", "Request body is not valid JSON."))
 	}
-	root := gjson.ParseBytes(body)
-	if !root.IsObject() {
+	// GetBytes, not ParseBytes: the latter copies the whole body into a string first.
+	if bytes.TrimLeft(body, " \t\r\n")[0] != '{' {
 		return r.reject(apierror.New(http.StatusBadRequest, "invalid_json", "Request body must be a JSON object."))
 	}
-	m := root.Get("model")
+	m := gjson.GetBytes(body, "model")
 	if m.Type != gjson.String || m.Str == "" {
 		e := apierror.New(http.StatusBadRequest, "missing_model", "The request must name a model.")
 		e.Param = "model"
 		return r.reject(e)
 	}
 	model := m.Str
-	stream := root.Get("stream")
+	stream := gjson.GetBytes(body, "stream")
 	if stream.Exists() && stream.Type != gjson.True && stream.Type != gjson.False {
 		e := apierror.New(http.StatusBadRequest, "invalid_request_error", "stream must be a boolean.")
 		e.Param = "stream"
