@@ -198,3 +198,29 @@ func readyState(ctx context.Context, client *http.Client, url string) (string, e
 	}
 	return strings.TrimSpace(string(b)), nil
 }
+
+// WaitListener polls the client listener at addr until Envoy answers on it. Sluice routes
+// every path outside /v1/ to a direct 404, so a 404 proves the listener and its routes
+// arrived over xDS, not merely that the process is up.
+func WaitListener(ctx context.Context, addr string) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/sluice/ready", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNotFound {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

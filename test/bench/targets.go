@@ -167,7 +167,7 @@ func startEnvoyOnly(ctx context.Context, bin, fakeAddr string, concurrency int) 
 		}
 		return fail(err)
 	}
-	if err := waitListener(readyCtx, listen); err != nil {
+	if err := envoy.WaitListener(readyCtx, listen); err != nil {
 		return fail(fmt.Errorf("envoy listener %s: %w", listen, err))
 	}
 	return e, nil
@@ -335,27 +335,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// waitListener polls Envoy's client listener until it answers: the route for paths outside
-// /v1/ is a direct 404, so a 404 proves the listener and routes arrived over xDS.
-func waitListener(ctx context.Context, addr string) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/bench/ready", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNotFound {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
 
 // envoyVersion runs `envoy --version` and returns its version string.
 func envoyVersion(ctx context.Context, bin string) string {

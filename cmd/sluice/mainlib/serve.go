@@ -261,7 +261,7 @@ func runServe(parent context.Context, g *group, f serveFlags, stdout, stderr io.
 	if err := envoy.WaitReady(readyCtx, admin); err != nil {
 		return fmt.Errorf("envoy did not become ready: %w", err)
 	}
-	if err := waitListener(readyCtx, f.listen); err != nil {
+	if err := envoy.WaitListener(readyCtx, f.listen); err != nil {
 		return fmt.Errorf("listener %s did not answer: %w", f.listen, err)
 	}
 
@@ -301,24 +301,3 @@ func freeLoopbackAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// waitListener polls the client listener until Envoy answers on it: an HTTP response of any
-// status proves the listener and its routes arrived over xDS.
-func waitListener(ctx context.Context, addr string) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/sluice/ready", nil)
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNotFound {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
-}
