@@ -335,7 +335,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-
 // envoyVersion runs `envoy --version` and returns its version string.
 func envoyVersion(ctx context.Context, bin string) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

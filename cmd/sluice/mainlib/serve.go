@@ -300,4 +300,3 @@ func freeLoopbackAddr() (string, error) {
 	defer l.Close()
 	return l.Addr().String(), nil
 }
-
