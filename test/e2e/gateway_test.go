@@ -154,6 +154,7 @@ func TestErrors(t *testing.T) {
 		{"model not allowed", "POST", "/v1/chat/completions", oa(g.keys["mini-only"]), strings.NewReader(strings.Replace(chat, "gpt-4o-mini", "gpt-4o", 1)), 403, false, "model_not_allowed"},
 		{"unknown model", "POST", "/v1/chat/completions", oa(g.keys["main"]), strings.NewReader(strings.Replace(chat, "gpt-4o-mini", "no-such-model", 1)), 404, false, "model_not_found"},
 		{"unknown v1 path", "POST", "/v1/nope", oa(g.keys["main"]), strings.NewReader(chat), 404, false, "not_found"},
+		{"path outside v1", "GET", "/healthz", oa(""), nil, 404, false, "not_found"},
 		{"wrong method", "GET", "/v1/chat/completions", oa(g.keys["main"]), nil, 405, false, "method_not_allowed"},
 		{"openai oversize", "POST", "/v1/chat/completions", oa(g.keys["main"]), big(), 413, false, "request_too_large"},
 		{"anthropic oversize", "POST", "/v1/messages", an(g.keys["main"]), big(), 413, true, "request_too_large"},
@@ -162,7 +163,9 @@ func TestErrors(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			// Neither may become the request id: checkError requires a gateway-minted one.
 			c.header["x-request-id"] = "client-chosen-id"
+			c.header["x-sluice-request-id"] = "client-chosen-id"
 			resp, body := g.do(t, c.method, c.path, c.body, c.header)
 			checkError(t, resp, body, c, g)
 		})
