@@ -1,0 +1,129 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/secretbox"
+)
+
+// Provider types the control plane accepts, beyond the ones attempt defines (openai,
+// anthropic, openai-compatible). The dispatcher serves these through its translation lane.
+const (
+	ProviderAzure   attempt.ProviderType = "azure"
+	ProviderBedrock attempt.ProviderType = "bedrock"
+	ProviderVertex  attempt.ProviderType = "vertex"
+	ProviderGemini  attempt.ProviderType = "gemini"
+)
+
+// ProviderTypes lists every provider type a ModelProvider may have.
+func ProviderTypes() []attempt.ProviderType {
+	return []attempt.ProviderType{attempt.OpenAI, attempt.Anthropic, ProviderAzure, ProviderBedrock,
+		ProviderVertex, ProviderGemini, attempt.OpenAICompatible}
+}
+
+// RateLimits caps traffic; zero means no limit.
+type RateLimits struct {
+	RPM int64 `json:"rpm,omitempty"` // requests per minute
+	TPM int64 `json:"tpm,omitempty"` // tokens per minute
+	RPD int64 `json:"rpd,omitempty"` // requests per day
+}
+
+// IsZero reports whether no limit is set.
+func (r RateLimits) IsZero() bool { return r == RateLimits{} }
+
+// Validate rejects negative limits.
+func (r RateLimits) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"rpm", r.RPM}, {"tpm", r.TPM}, {"rpd", r.RPD}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("rate_limits.%s is negative", f.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ModelProvider is one upstream account: a provider type, where to reach it and the
+// credential to use, sealed under the master key.
+type ModelProvider struct {
+	ID   string               `json:"id"`
+	Name string               `json:"name"`
+	Type attempt.ProviderType `json:"type"`
+	// BaseURL overrides the type's public endpoint; required for openai-compatible and azure.
+	BaseURL string `json:"base_url,omitempty"`
+	// Credentials is the API key (or, for bedrock and vertex, the credential document),
+	// sealed with CredentialsAAD(ID) as associated data. It is never stored in clear.
+	Credentials secretbox.Sealed `json:"credentials,omitzero"`
+	// ProviderConfig holds type-specific settings as a JSON object: region, deployment
+	// map, api_version, project.
+	ProviderConfig json.RawMessage `json:"provider_config,omitempty"`
+	Limits         RateLimits      `json:"limits,omitzero"`
+	// FallbackPriority orders providers of a scope for keys without a routing policy:
+	// lower first, then by creation time.
+	FallbackPriority int `json:"fallback_priority"`
+	// Scope is where the provider is visible; it is inherited downward.
+	Scope     Scope     `json:"scope"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}
+
+// ResourceKind implements [Resource].
+func (*ModelProvider) ResourceKind() Kind { return KindModelProvider }
+
+// ResourceID implements [Resource].
+func (p *ModelProvider) ResourceID() string { return p.ID }
+
+// CredentialsAAD is the associated data a provider's credentials are sealed with, so a
+// ciphertext moved onto another provider fails to open.
+func CredentialsAAD(providerID string) []byte {
+	return []byte("sluice/model_provider/" + providerID + "/credentials")
+}
+
+// Validate reports every problem with p.
+func (p *ModelProvider) Validate() error {
+	errs := []error{ValidateID(KindModelProvider, p.ID), validateName("model provider", p.Name, true)}
+	known := false
+	for _, t := range ProviderTypes() {
+		known = known || p.Type == t
+	}
+	if !known {
+		errs = append(errs, fmt.Errorf("model provider %s: unknown type %q", p.ID, p.Type))
+	}
+	if p.BaseURL == "" && (p.Type == attempt.OpenAICompatible || p.Type == ProviderAzure) {
+		errs = append(errs, fmt.Errorf("model provider %s: base_url is required for %s", p.ID, p.Type))
+	}
+	if p.BaseURL != "" {
+		if u, err := url.Parse(p.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("model provider %s: base_url must be an http(s) URL without credentials", p.ID))
+		}
+	}
+	if !p.Credentials.IsZero() {
+		if err := p.Credentials.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("model provider %s: credentials: %w", p.ID, err))
+		}
+	}
+	if len(p.ProviderConfig) > 0 {
+		var obj map[string]json.RawMessage
+		if t := bytes.TrimSpace(p.ProviderConfig); len(t) == 0 || t[0] != '{' || json.Unmarshal(t, &obj) != nil {
+			errs = append(errs, fmt.Errorf("model provider %s: provider_config must be a JSON object", p.ID))
+		}
+	}
+	if err := p.Limits.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
+	}
+	if p.FallbackPriority < 0 {
+		errs = append(errs, fmt.Errorf("model provider %s: fallback_priority is negative", p.ID))
+	}
+	if err := validateTenantScope(p.Scope); err != nil {
+		errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
+	}
+	return errors.Join(errs...)
+}
