@@ -66,6 +66,9 @@ type ModelProvider struct {
 	// map, api_version, project.
 	ProviderConfig json.RawMessage `json:"provider_config,omitempty"`
 	Limits         RateLimits      `json:"limits,omitzero"`
+	// Models lists the models this provider serves (and GET /v1/models shows); empty means
+	// it is asked for any model.
+	Models []string `json:"models,omitempty"`
 	// FallbackPriority orders providers of a scope for keys without a routing policy:
 	// lower first, then by creation time.
 	FallbackPriority int `json:"fallback_priority"`
