@@ -55,10 +55,11 @@ func (k Kind) IDPrefix() string { return idPrefixes[k] }
 
 // generated reports whether ids of k are always minted by NewID. Organizations, teams,
 // projects and principals may instead carry a user-chosen slug ("acme", "eng"), since
-// scopes such as TEAM:eng name them directly.
+// scopes such as TEAM:eng name them directly; so may model providers ("openai",
+// "anthropic-eu"), since aliases and routing policies name them.
 func (k Kind) generated() bool {
 	switch k {
-	case KindModelProvider, KindVirtualKey, KindRoutingPolicy, KindBudget:
+	case KindVirtualKey, KindRoutingPolicy, KindBudget:
 		return true
 	}
 	return false

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"time"
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
@@ -62,6 +63,9 @@ type ModelProvider struct {
 	// Credentials is the API key (or, for bedrock and vertex, the credential document),
 	// sealed with CredentialsAAD(ID) as associated data. It is never stored in clear.
 	Credentials secretbox.Sealed `json:"credentials,omitzero"`
+	// CredentialsEnv, instead of Credentials, names an environment variable of the
+	// dispatcher's process that holds the credential (e.g. from a Kubernetes Secret).
+	CredentialsEnv string `json:"credentials_env,omitempty"`
 	// ProviderConfig holds type-specific settings as a JSON object: region, deployment
 	// map, api_version, project.
 	ProviderConfig json.RawMessage `json:"provider_config,omitempty"`
@@ -83,6 +87,8 @@ func (*ModelProvider) ResourceKind() Kind { return KindModelProvider }
 
 // ResourceID implements [Resource].
 func (p *ModelProvider) ResourceID() string { return p.ID }
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // CredentialsAAD is the associated data a provider's credentials are sealed with, so a
 // ciphertext moved onto another provider fails to open.
@@ -112,6 +118,12 @@ func (p *ModelProvider) Validate() error {
 		if err := p.Credentials.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("model provider %s: credentials: %w", p.ID, err))
 		}
+	}
+	if !p.Credentials.IsZero() && p.CredentialsEnv != "" {
+		errs = append(errs, fmt.Errorf("model provider %s: credentials and credentials_env are exclusive", p.ID))
+	}
+	if p.CredentialsEnv != "" && !envNameRE.MatchString(p.CredentialsEnv) {
+		errs = append(errs, fmt.Errorf("model provider %s: credentials_env %q is not an environment variable name", p.ID, p.CredentialsEnv))
 	}
 	if len(p.ProviderConfig) > 0 {
 		var obj map[string]json.RawMessage
