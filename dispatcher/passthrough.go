@@ -105,7 +105,10 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 	if err != nil {
 		return attempt.Result{Err: err}
 	}
-	up.Header = req.Header.Clone()
+	up.Header = make(http.Header, len(req.Header)+3)
+	for k, v := range req.Header {
+		up.Header[k] = v
+	}
 	up.ContentLength = int64(len(body))
 	if up.Header.Get("Content-Type") == "" {
 		up.Header.Set("Content-Type", "application/json")
@@ -182,8 +185,10 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
 			if _, err := w.Write(buf[:n]); err != nil {
 				return err
 			}
+			// A writer that cannot flush (a wrapper without Unwrap) still gets every byte, only
+			// later; it is not a client that left.
 			if flush {
-				if err := rc.Flush(); err != nil {
+				if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 					return err
 				}
 			}

@@ -152,6 +152,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		header[k] = v
 	}
+	// Headers the client nominated in Connection are for the next hop only (RFC 9110 §7.6.1).
+	for _, v := range r.Header["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			header.Del(strings.TrimSpace(name))
+		}
+	}
 	req := attempt.Request{
 		RequestID: claims.RequestID, ClientFormat: format, Endpoint: endpoint, Stream: claims.Stream,
 		Body: body, Header: header, RawQuery: r.URL.RawQuery,

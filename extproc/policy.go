@@ -91,8 +91,7 @@ func (k *keyEntry) allows(model string) bool {
 }
 
 // route resolves the requested model to the provider chain: each provider that can serve the
-// model, with the name that provider must receive. An alias names the model per provider; a
-// name that is not an alias goes to every provider in the chain that serves it.
+// model, with the name that provider must receive.
 func (k *keyEntry) route(model string) []ctxtoken.Attempt {
 	alias, isAlias := k.aliases[model]
 	chain := make([]ctxtoken.Attempt, 0, len(k.chain))
@@ -104,7 +103,9 @@ func (k *keyEntry) route(model string) []ctxtoken.Attempt {
 				continue
 			}
 		}
-		if !k.allows(m) || (!isAlias && !p.serves(m)) {
+		// A per-provider alias names each provider's model explicitly; a plain name (or a
+		// one-name alias) goes only to providers that serve it.
+		if !k.allows(m) || (alias.ByProvider == nil && !p.serves(m)) {
 			continue
 		}
 		chain = append(chain, ctxtoken.Attempt{Provider: p.id, Model: m})
