@@ -21,6 +21,7 @@ import (
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/reqid"
+	"github.com/sluice-gateway/sluice/internal/secretbox"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -41,8 +42,10 @@ type Config struct {
 	Passthrough Lane
 	// MaxRequestBytes bounds the body read from Envoy; 0 means 32 MiB + 1 MiB.
 	MaxRequestBytes int64
-	// Getenv resolves provider credentials (APIKeyEnv); nil means os.Getenv.
+	// Getenv resolves provider credentials named by environment variable; nil means os.Getenv.
 	Getenv func(string) string
+	// Keyring opens provider credentials sealed in the store; nil refuses sealed ones.
+	Keyring *secretbox.Keyring
 }
 
 // Server is the dispatcher's http.Handler. Safe for concurrent use.
@@ -71,31 +74,70 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Load compiles the providers of c and publishes them. On error the previous set stays.
+// Load compiles the providers of a static config file and publishes them.
 func (s *Server) Load(c *config.Config) error {
-	if err := c.Validate(); err != nil {
+	snap, err := c.Snapshot()
+	if err != nil {
 		return err
 	}
-	next := make(map[string]*attempt.Provider, len(c.Providers))
-	var errs []error
-	for _, p := range c.Providers {
+	return s.LoadSnapshot(snap)
+}
+
+// LoadSnapshot compiles the providers of the control plane's snapshot and publishes them.
+// A provider whose type the dispatcher does not serve yet is left out; one whose credential
+// cannot be resolved keeps its last good form (or is left out when it has none). Both are
+// reported; every other provider is published.
+func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
+	r, decodeErr := snap.Decode()
+	prev := *s.providers.Load()
+	next := make(map[string]*attempt.Provider, len(r.Providers))
+	errs := []error{decodeErr}
+	for id, p := range r.Providers {
+		switch p.Type {
+		case attempt.OpenAI, attempt.Anthropic, attempt.OpenAICompatible:
+		default:
+			errs = append(errs, fmt.Errorf("provider %q: type %s is not served by this dispatcher yet", id, p.Type))
+			continue
+		}
+		key, err := s.credential(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("provider %q: %w", id, err))
+			if old := prev[id]; old != nil {
+				next[id] = old
+			}
+			continue
+		}
 		base := p.BaseURL
 		if base == "" {
 			base = config.DefaultBaseURL(p.Type)
 		}
-		key := ""
-		if p.APIKeyEnv != "" {
-			if key = s.cfg.Getenv(p.APIKeyEnv); key == "" {
-				errs = append(errs, fmt.Errorf("provider %q: environment variable %s is empty", p.ID, p.APIKeyEnv))
-			}
-		}
-		next[p.ID] = &attempt.Provider{ID: p.ID, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+		next[id] = &attempt.Provider{ID: id, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key}
 	}
 	s.providers.Store(&next)
-	return nil
+	return errors.Join(errs...)
+}
+
+// credential resolves a provider's credential: sealed in the store (opened with the master
+// keyring), or named by an environment variable, or none (a local model server).
+func (s *Server) credential(p *config.ModelProvider) (string, error) {
+	switch {
+	case p.CredentialsEnv != "":
+		v := s.cfg.Getenv(p.CredentialsEnv)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is empty", p.CredentialsEnv)
+		}
+		return v, nil
+	case !p.Credentials.IsZero():
+		if s.cfg.Keyring == nil {
+			return "", errors.New("credentials are sealed but no master key is configured")
+		}
+		b, err := s.cfg.Keyring.Open(p.Credentials, config.CredentialsAAD(p.ID))
+		if err != nil {
+			return "", err
+		}
+		return string(b), nil
+	}
+	return "", nil
 }
 
 var (

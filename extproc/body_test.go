@@ -126,6 +126,8 @@ func TestBodyToken(t *testing.T) {
 			}
 			if tt.key == "vk_main" {
 				want.OrgID, want.TeamID, want.ProjectID, want.PrincipalID = "org1", "team1", "proj1", "alice"
+			} else {
+				want.OrgID = "default" // a static key without an org belongs to the default one
 			}
 			got := *c
 			got.RegisteredClaims = want.RegisteredClaims

@@ -2,12 +2,14 @@ package extproc
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/vkey"
@@ -16,7 +18,18 @@ import (
 // compiled is the read-only form of the config that the hot path uses. It is built off the
 // hot path by compile and published with an atomic pointer swap.
 type compiled struct {
-	keys map[vkey.Digest]*keyEntry
+	version string
+	// keys maps every accepted secret hash to its key: the current one, and during a
+	// rotation's grace the previous one.
+	keys map[vkey.Digest]*keyRef
+}
+
+// keyRef is one accepted hash of a key.
+type keyRef struct {
+	digest vkey.Digest
+	key    *keyEntry
+	// until, when set, is when this hash stops working (a rotated-out secret).
+	until time.Time
 }
 
 type providerEntry struct {
@@ -30,51 +43,159 @@ func (p *providerEntry) serves(model string) bool {
 }
 
 type keyEntry struct {
-	digest          vkey.Digest
-	id              string
-	org             string
-	team            string
-	project         string
-	principal       string
-	chain           []*providerEntry
-	allowed         []string // exact names and "prefix*"; empty allows all
-	aliases         map[string]config.Alias
-	modelsOpenAI    []byte // GET /v1/models bodies, rendered once at compile time
+	id        string
+	status    config.KeyStatus
+	expires   time.Time // zero: never
+	org       string
+	team      string
+	project   string
+	principal string
+	chain     []*providerEntry
+	allowed   []string // exact names and "prefix*"; empty allows all
+	aliases   map[string]config.Alias
+	// GET /v1/models bodies, rendered once at compile time.
+	modelsOpenAI    []byte
 	modelsAnthropic []byte
 }
 
-func compile(c *config.Config, h *vkey.Hasher) (*compiled, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
+// dispatchable reports whether the dispatcher can serve a provider type yet.
+func dispatchable(t attempt.ProviderType) bool {
+	switch t {
+	case attempt.OpenAI, attempt.Anthropic, attempt.OpenAICompatible:
+		return true
 	}
-	providers := make(map[string]*providerEntry, len(c.Providers))
-	order := make([]*providerEntry, 0, len(c.Providers))
-	for _, p := range c.Providers {
-		e := &providerEntry{id: p.ID, models: p.Models}
-		providers[p.ID] = e
-		order = append(order, e)
+	return false
+}
+
+// compile builds the hot path's view of a snapshot. A key or provider that does not decode
+// is left out (and reported), never allowed to take the rest down.
+func compile(snap *config.Snapshot) (*compiled, error) {
+	r, decodeErr := snap.Decode()
+	providers := make(map[string]*providerEntry, len(r.Providers))
+	for id, p := range r.Providers {
+		if dispatchable(p.Type) {
+			providers[id] = &providerEntry{id: id, models: p.Models}
+		}
 	}
-	out := &compiled{keys: make(map[vkey.Digest]*keyEntry, len(c.Keys))}
-	for _, k := range c.Keys {
+	out := &compiled{version: snap.Version, keys: make(map[vkey.Digest]*keyRef, len(r.Keys))}
+	var errs []error
+	if decodeErr != nil {
+		errs = append(errs, decodeErr)
+	}
+	for _, k := range r.Keys {
 		d, err := vkey.ParseDigest(k.Hash)
-		if err != nil { // Validate already checked; keep the guard local
-			return nil, fmt.Errorf("key %q: %w", k.ID, err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("virtual key %s: %w", k.ID, err))
+			continue
 		}
-		e := &keyEntry{
-			digest: d, id: k.ID, org: k.OrgID, team: k.TeamID, project: k.ProjectID,
-			principal: k.PrincipalID, allowed: k.ModelsAllowed, aliases: k.ModelAliases,
+		e := &keyEntry{id: k.ID, status: k.Status, principal: k.PrincipalID,
+			allowed: k.Config.ModelsAllowed, aliases: k.Config.ModelAliases}
+		if k.ExpiresAt != nil {
+			e.expires = *k.ExpiresAt
 		}
-		if len(k.Providers) == 0 {
-			e.chain = order
-		} else {
-			for _, id := range k.Providers {
-				e.chain = append(e.chain, providers[id])
+		e.setTenant(r, k.Scope)
+		e.chain = keyChain(r, k, providers)
+		e.modelsOpenAI, e.modelsAnthropic = renderModels(e.listModels())
+		out.keys[d] = &keyRef{digest: d, key: e}
+		if k.PreviousHash != "" && k.PreviousHashValidUntil != nil {
+			if pd, err := vkey.ParseDigest(k.PreviousHash); err == nil {
+				out.keys[pd] = &keyRef{digest: pd, key: e, until: *k.PreviousHashValidUntil}
 			}
 		}
-		e.modelsOpenAI, e.modelsAnthropic = renderModels(e.listModels())
-		out.keys[d] = e
 	}
-	return out, nil
+	return out, errors.Join(errs...)
+}
+
+// setTenant fills the key's tenant ids from its scope and the scope's known ancestors.
+func (e *keyEntry) setTenant(r *config.Resources, s config.Scope) {
+	switch s.Kind {
+	case config.ScopeOrg:
+		e.org = s.ID
+	case config.ScopeTeam:
+		e.team = s.ID
+		if t := r.Teams[s.ID]; t != nil {
+			e.org = t.OrgID
+		}
+	case config.ScopeProject:
+		e.project = s.ID
+		if p := r.Projects[s.ID]; p != nil {
+			e.team, e.org = p.TeamID, p.OrgID
+		}
+	case config.ScopePrincipal:
+		if e.principal == "" {
+			e.principal = s.ID
+		}
+		if p := r.Principals[s.ID]; p != nil {
+			e.org = p.OrgID
+		}
+	}
+}
+
+// keyChain is the key's provider order: its routing policy's list, or else every provider
+// visible from its scope (its own scope or an ancestor's), by fallback priority then
+// creation time; then narrowed to providers_allowed.
+func keyChain(r *config.Resources, k *config.VirtualKey, providers map[string]*providerEntry) []*providerEntry {
+	var ids []string
+	if rp := r.RoutingPolicies[k.RoutingPolicyID]; rp != nil {
+		ids = rp.Providers
+	} else {
+		visible := map[config.Scope]bool{k.Scope: true}
+		for _, a := range ancestors(r, k.Scope) {
+			visible[a] = true
+		}
+		var ps []*config.ModelProvider
+		for _, p := range r.Providers {
+			if visible[p.Scope] {
+				ps = append(ps, p)
+			}
+		}
+		sort.Slice(ps, func(i, j int) bool {
+			a, b := ps[i], ps[j]
+			if a.FallbackPriority != b.FallbackPriority {
+				return a.FallbackPriority < b.FallbackPriority
+			}
+			if !a.CreatedAt.Equal(b.CreatedAt) {
+				return a.CreatedAt.Before(b.CreatedAt)
+			}
+			return a.ID < b.ID
+		})
+		for _, p := range ps {
+			ids = append(ids, p.ID)
+		}
+	}
+	var chain []*providerEntry
+	for _, id := range ids {
+		p := providers[id]
+		if p == nil || len(k.Config.ProvidersAllowed) > 0 && !slices.Contains(k.Config.ProvidersAllowed, id) {
+			continue
+		}
+		chain = append(chain, p)
+	}
+	return chain
+}
+
+// ancestors lists the scopes above s that the snapshot knows of.
+func ancestors(r *config.Resources, s config.Scope) []config.Scope {
+	org := func(id string) config.Scope { return config.Scope{Kind: config.ScopeOrg, ID: id} }
+	switch s.Kind {
+	case config.ScopeTeam:
+		if t := r.Teams[s.ID]; t != nil {
+			return []config.Scope{org(t.OrgID)}
+		}
+	case config.ScopeProject:
+		if p := r.Projects[s.ID]; p != nil {
+			out := []config.Scope{org(p.OrgID)}
+			if p.TeamID != "" {
+				out = append(out, config.Scope{Kind: config.ScopeTeam, ID: p.TeamID})
+			}
+			return out
+		}
+	case config.ScopePrincipal:
+		if p := r.Principals[s.ID]; p != nil {
+			return []config.Scope{org(p.OrgID)}
+		}
+	}
+	return nil
 }
 
 // allows reports whether the key may call model (after alias resolution).

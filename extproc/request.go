@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ import (
 // stream's goroutine and needs no locks.
 type request struct {
 	srv   *Server
+	ctx   context.Context
 	st    *compiled
 	id    string
 	route wire.Route
@@ -87,10 +89,9 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 	if !vkey.WellFormed(secret) {
 		return r.reject(apierror.ErrInvalidAPIKey)
 	}
-	d := r.srv.cfg.Hasher.Sum(secret)
-	key := r.st.keys[d]
-	if key == nil || !vkey.Equal(key.digest, d) {
-		return r.reject(apierror.ErrInvalidAPIKey)
+	key, err := r.srv.authenticate(r.ctx, r.st, secret)
+	if err != nil {
+		return r.reject(err)
 	}
 	r.key = key
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -33,14 +34,30 @@ type Config struct {
 	Hasher *vkey.Hasher     // required: hashes presented secrets
 	// MaxRequestBytes bounds the request body; 0 means DefaultMaxRequestBytes.
 	MaxRequestBytes int64
+	// Resolver, when set, is asked for a key this replica has not seen (one created since
+	// the last push reached it). Nil: an unknown key is refused at once.
+	Resolver KeyResolver
+	// ResolveTimeout bounds one on-demand lookup; 0 means 250 ms.
+	ResolveTimeout time.Duration
+	// Now is the clock for expiry and rotation grace; nil means time.Now.
+	Now func() time.Time
+}
+
+// KeyResolver resolves a key hash the replica has not seen. Lookup must honour ctx, and
+// when it finds the key it must also have delivered it to LoadSnapshot before returning,
+// so the retry that follows sees it. It is called only on a cache miss, never on the hot
+// path of a known key.
+type KeyResolver interface {
+	ResolveKeyHash(ctx context.Context, hexHash string) (found bool, err error)
 }
 
 // Server implements the ext_proc ExternalProcessor service. It is safe for concurrent use;
 // each gRPC stream (one per HTTP request) is handled sequentially by its own goroutine.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	cfg   Config
-	state atomic.Pointer[compiled]
+	cfg    Config
+	state  atomic.Pointer[compiled]
+	misses *missCache // recently unknown hashes: no second lookup for a flood of bad keys
 }
 
 // New returns a server with an empty key set; call Load before serving traffic.
@@ -51,19 +68,34 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
-	s := &Server{cfg: cfg}
+	if cfg.ResolveTimeout <= 0 {
+		cfg.ResolveTimeout = 250 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, misses: newMissCache(4096, time.Second)}
 	s.state.Store(&compiled{})
 	return s, nil
 }
 
-// Load compiles c and publishes it. On error the previous config stays in force.
+// Load compiles a static config file and publishes it. On error the previous config stays
+// in force.
 func (s *Server) Load(c *config.Config) error {
-	next, err := compile(c, s.cfg.Hasher)
+	snap, err := c.Snapshot()
 	if err != nil {
 		return err
 	}
+	return s.LoadSnapshot(snap)
+}
+
+// LoadSnapshot compiles the control plane's snapshot and publishes it. Documents that do not
+// decode are left out and reported in the error; the rest is published, since one bad key
+// must not stop the gateway from serving every other one.
+func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
+	next, err := compile(snap)
 	s.state.Store(next)
-	return nil
+	return err
 }
 
 // Register adds the service to g.
@@ -79,7 +111,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err 
 			err = status.Error(codes.Internal, "internal error")
 		}
 	}()
-	req := request{srv: s, st: s.state.Load()}
+	req := request{srv: s, ctx: stream.Context(), st: s.state.Load()}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
