@@ -38,9 +38,21 @@ func TestHubOverflowResyncs(t *testing.T) {
 	if !ev.Resync {
 		t.Fatalf("got %+v, want a Resync", ev)
 	}
+	// The queue may have overflowed more than once; what holds is the contract: events come
+	// in revision order, a Resync may stand in for dropped ones, and delivery continues.
 	h.publish(Event{Kind: vk, ID: "vk_x", Revision: 21})
-	if ev := recv(t, ch); ev.Resync || ev.Revision != 21 {
-		t.Fatalf("after Resync: %+v", ev)
+	last := int64(0)
+	for {
+		ev := recv(t, ch)
+		if ev.Resync {
+			continue
+		}
+		if ev.Revision <= last {
+			t.Fatalf("after Resync: revision %d after %d", ev.Revision, last)
+		}
+		if last = ev.Revision; last == 21 {
+			return
+		}
 	}
 }
 
