@@ -28,12 +28,15 @@ const (
 	KindVirtualKey    Kind = "virtual_key"
 	KindRoutingPolicy Kind = "routing_policy"
 	KindBudget        Kind = "budget"
+	// KindAPIToken is an admin API credential. It stays in the control plane: the fleet
+	// never receives it, and it has no data-plane type.
+	KindAPIToken Kind = "api_token"
 )
 
 // Kinds lists every resource kind.
 func Kinds() []Kind {
 	return []Kind{KindOrganization, KindTeam, KindProject, KindPrincipal,
-		KindModelProvider, KindVirtualKey, KindRoutingPolicy, KindBudget}
+		KindModelProvider, KindVirtualKey, KindRoutingPolicy, KindBudget, KindAPIToken}
 }
 
 var idPrefixes = map[Kind]string{
@@ -45,6 +48,7 @@ var idPrefixes = map[Kind]string{
 	KindVirtualKey:    "vk_",
 	KindRoutingPolicy: "rp_",
 	KindBudget:        "bg_",
+	KindAPIToken:      "apitok_",
 }
 
 // Valid reports whether k is a known kind.
@@ -59,7 +63,7 @@ func (k Kind) IDPrefix() string { return idPrefixes[k] }
 // "anthropic-eu"), since aliases and routing policies name them.
 func (k Kind) generated() bool {
 	switch k {
-	case KindVirtualKey, KindRoutingPolicy, KindBudget:
+	case KindVirtualKey, KindRoutingPolicy, KindBudget, KindAPIToken:
 		return true
 	}
 	return false
@@ -146,6 +150,8 @@ func NewResource(kind Kind) (Resource, error) {
 		return &RoutingPolicy{}, nil
 	case KindBudget:
 		return &Budget{}, nil
+	case KindAPIToken:
+		return nil, fmt.Errorf("kind %q is private to the admin API", kind)
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }

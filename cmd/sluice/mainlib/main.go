@@ -20,6 +20,13 @@ const usage = `usage: sluice <command> [flags]
 commands:
   serve    run the whole gateway (control plane, extproc, dispatcher and Envoy) on this machine
   keygen   mint a virtual key for a config file: prints its id, secret (shown once) and hash
+
+admin commands (the admin API at $SLUICE_URL, token $SLUICE_API_TOKEN; --format json|table):
+  virtual-keys       create|get|list|update|rotate|disable|enable|revoke
+  model-providers    create|get|list|update|delete
+  routing-policies   create|get|list|update|delete
+  budgets            create|get|list|update|delete
+  organizations, teams, projects, principals, api-tokens
 `
 
 // Main runs the command named by args[0]. It returns when the command ends or ctx is done.
@@ -36,6 +43,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	}
+	if n := findNoun(args[0]); n != nil {
+		return runNoun(ctx, n, args[1:], stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])

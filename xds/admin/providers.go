@@ -1,0 +1,104 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/secretbox"
+)
+
+// prepareProvider seals a write-only "api_key" under the keyring with the provider's id
+// as associated data. On PATCH, an absent api_key keeps the stored credentials and
+// "api_key": null removes them.
+func prepareProvider(s *Server, res, old config.Resource, wo map[string]json.RawMessage) (*prepared, error) {
+	mp := res.(*config.ModelProvider)
+	raw, ok := wo["api_key"]
+	if !ok {
+		return &prepared{}, nil
+	}
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		mp.Credentials = secretbox.Sealed{}
+		return &prepared{}, nil
+	}
+	var key string
+	if json.Unmarshal(raw, &key) != nil || strings.TrimSpace(key) == "" {
+		return nil, invalid([]string{"api_key must be a non-empty string"})
+	}
+	sealed, err := s.keyring.Seal([]byte(key), config.CredentialsAAD(mp.ID))
+	if err != nil {
+		return nil, err
+	}
+	mp.Credentials = sealed
+	return &prepared{}, nil
+}
+
+// providerView replaces the sealed credentials with "has_credentials".
+func providerView(_ *Server, res config.Resource, v map[string]any) {
+	v["has_credentials"] = !res.(*config.ModelProvider).Credentials.IsZero()
+}
+
+// providerInUse lists the routing policies and virtual keys that name provider id.
+func providerInUse(ctx context.Context, s *Server, id string) ([]string, error) {
+	var users []string
+	err := s.each(ctx, config.KindRoutingPolicy, func(res config.Resource) {
+		if rp := res.(*config.RoutingPolicy); slices.Contains(rp.Providers, id) {
+			users = append(users, "routing policy "+rp.ID)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.each(ctx, config.KindVirtualKey, func(res config.Resource) {
+		if k := res.(*config.VirtualKey); slices.Contains(k.Config.ProvidersAllowed, id) {
+			users = append(users, "virtual key "+k.ID)
+		}
+	})
+	return users, err
+}
+
+// policyRefs requires every provider of a routing policy to exist.
+func policyRefs(ctx context.Context, s *Server, res config.Resource) ([]string, []string, error) {
+	rp := res.(*config.RoutingPolicy)
+	var problems []string
+	for i, id := range rp.Providers {
+		ok, err := s.exists(ctx, config.KindModelProvider, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !ok {
+			problems = append(problems, fmt.Sprintf("providers[%d]: no model provider %q", i, id))
+		}
+	}
+	warnings, err := s.scopeWarning(ctx, rp.Scope)
+	return problems, warnings, err
+}
+
+// policyInUse lists the virtual keys that use routing policy id.
+func policyInUse(ctx context.Context, s *Server, id string) ([]string, error) {
+	var users []string
+	err := s.each(ctx, config.KindVirtualKey, func(res config.Resource) {
+		if k := res.(*config.VirtualKey); k.RoutingPolicyID == id {
+			users = append(users, "virtual key "+k.ID)
+		}
+	})
+	return users, err
+}
+
+// each calls fn for every decodable document of kind.
+func (s *Server) each(ctx context.Context, kind config.Kind, fn func(config.Resource)) error {
+	docs, err := s.store.List(ctx, kind)
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		if res, err := config.DecodeResource(kind, d.Value); err == nil {
+			fn(res)
+		}
+	}
+	return nil
+}
