@@ -23,9 +23,9 @@ var (
 func (s *Server) authenticate(ctx context.Context, st *compiled, secret string) (*keyEntry, *apierror.Error) {
 	d := s.cfg.Hasher.Sum(secret)
 	ref := st.keys[d]
-	if ref == nil && s.cfg.Resolver != nil && !s.misses.recent(d) {
+	if ref == nil && s.resolver != nil && !s.misses.recent(d) {
 		lctx, cancel := context.WithTimeout(ctx, s.cfg.ResolveTimeout)
-		found, err := s.cfg.Resolver.ResolveKeyHash(lctx, d.Hex())
+		found, err := s.resolver.ResolveKeyHash(lctx, d.Hex())
 		cancel()
 		if err != nil {
 			s.cfg.Logger.Warn("extproc: on-demand key lookup failed", "err", err)

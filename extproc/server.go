@@ -34,14 +34,16 @@ type Config struct {
 	Hasher *vkey.Hasher     // required: hashes presented secrets
 	// MaxRequestBytes bounds the request body; 0 means DefaultMaxRequestBytes.
 	MaxRequestBytes int64
-	// Resolver, when set, is asked for a key this replica has not seen (one created since
-	// the last push reached it). Nil: an unknown key is refused at once.
-	Resolver KeyResolver
 	// ResolveTimeout bounds one on-demand lookup; 0 means 250 ms.
 	ResolveTimeout time.Duration
 	// Now is the clock for expiry and rotation grace; nil means time.Now.
 	Now func() time.Time
 }
+
+// SetResolver sets the resolver asked for a key this replica has not seen (one created
+// since the last push reached it); without one an unknown key is refused at once. Call it
+// before serving: it is not synchronised with requests.
+func (s *Server) SetResolver(r KeyResolver) { s.resolver = r }
 
 // KeyResolver resolves a key hash the replica has not seen. Lookup must honour ctx, and
 // when it finds the key it must also have delivered it to LoadSnapshot before returning,
@@ -58,6 +60,8 @@ type Server struct {
 	cfg    Config
 	state  atomic.Pointer[compiled]
 	misses *missCache // recently unknown hashes: no second lookup for a flood of bad keys
+	// resolver is set once before serving, see SetResolver.
+	resolver KeyResolver
 }
 
 // New returns a server with an empty key set; call Load before serving traffic.

@@ -182,14 +182,14 @@ func TestOnDemandResolution(t *testing.T) {
 	late := key(f, "vk_late", "ORG:acme", nil)
 	f.hash("vk_unknown")
 	var calls atomic.Int32
-	f.srv.cfg.Resolver = resolverFunc(func(ctx context.Context, h string) (bool, error) {
+	f.srv.SetResolver(resolverFunc(func(ctx context.Context, h string) (bool, error) {
 		calls.Add(1)
 		if h != late.Hash {
 			return false, nil
 		}
 		// As the fleet client does: deliver the key, then report it found.
 		return true, f.srv.LoadSnapshot(snapshotOf(t, append(base, late)...))
-	})
+	}))
 	if err := f.srv.LoadSnapshot(snapshotOf(t, base...)); err != nil {
 		t.Fatal(err)
 	}

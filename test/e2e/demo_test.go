@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,8 +34,12 @@ func TestServeDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	cmd := exec.Command(bin, "serve", "--demo", "--listen", listen, "--envoy", os.Getenv("SLUICE_ENVOY_BIN"),
-		"--envoy-concurrency", "1")
+	adminAddr, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--demo", "--listen", listen, "--admin-listen", adminAddr,
+		"--state-dir", filepath.Join(dir, "state"), "--envoy", os.Getenv("SLUICE_ENVOY_BIN"), "--envoy-concurrency", "1")
 	cmd.Env = append(os.Environ(), "OPENAI_API_KEY=", "ANTHROPIC_API_KEY=")
 	cmd.Stderr = logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

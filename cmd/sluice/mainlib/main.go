@@ -21,6 +21,11 @@ commands:
   serve    run the whole gateway (control plane, extproc, dispatcher and Envoy) on this machine
   keygen   mint a virtual key for a config file: prints its id, secret (shown once) and hash
 
+split deployment (secrets from the environment; see each command's -h):
+  xds          the control plane: config store, admin API, fleet push, ADS for Envoy
+  extproc      the ext_proc server Envoy calls
+  dispatcher   the provider-facing server behind Envoy
+
 admin commands (the admin API at $SLUICE_URL, token $SLUICE_API_TOKEN; --format json|table):
   virtual-keys       create|get|list|update|rotate|disable|enable|revoke
   model-providers    create|get|list|update|delete
@@ -40,6 +45,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		return keygen(args[1:], stdout, stderr)
+	case "xds":
+		return runXDS(ctx, args[1:], stdout, stderr)
+	case "extproc":
+		return runExtproc(ctx, args[1:], stdout, stderr)
+	case "dispatcher":
+		return runDispatcher(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

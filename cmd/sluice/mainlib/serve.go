@@ -3,6 +3,7 @@ package mainlib
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,22 +18,21 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/sluice-gateway/sluice/dispatcher"
-	"github.com/sluice-gateway/sluice/dispatcher/translate"
 	"github.com/sluice-gateway/sluice/envoy"
-	"github.com/sluice-gateway/sluice/extproc"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/secretbox"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 	"github.com/sluice-gateway/sluice/xds"
 )
 
 type serveFlags struct {
-	listen, dispatcherListen, xdsListen, adminListen string
-	configFile, pepperFile, envoyBin, stateDir       string
-	logLevel                                         string
-	demo                                             bool
-	envoyConcurrency                                 int
+	listen, dispatcherListen, xdsListen, envoyAdmin string
+	adminListen, redisURL                           string
+	configFile, pepperFile, envoyBin, stateDir      string
+	logLevel                                        string
+	demo                                            bool
+	envoyConcurrency                                int
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,13 +40,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "client listener (Envoy)")
+	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9000", "admin API address (what SLUICE_URL names)")
 	fs.StringVar(&f.dispatcherListen, "dispatcher-listen", "127.0.0.1:0", "dispatcher address (loopback; only Envoy calls it)")
-	fs.StringVar(&f.xdsListen, "xds-listen", "127.0.0.1:0", "xDS (ADS) gRPC address")
-	fs.StringVar(&f.adminListen, "envoy-admin", "", "Envoy admin address (default: a free loopback port)")
-	fs.StringVar(&f.configFile, "config", "", "config file (providers and hashed keys); needs the pepper")
-	fs.StringVar(&f.pepperFile, "pepper-file", "", "file holding the key-hashing pepper (default: $SLUICE_PEPPER)")
+	fs.StringVar(&f.xdsListen, "xds-listen", "127.0.0.1:0", "xDS (ADS) gRPC address Envoy is configured from")
+	fs.StringVar(&f.envoyAdmin, "envoy-admin", "", "Envoy admin address (default: a free loopback port)")
+	fs.StringVar(&f.stateDir, "state-dir", ".sluice", "persistent state: the config store, generated secrets, bootstrap snapshots")
+	fs.StringVar(&f.redisURL, "redis-url", os.Getenv("SLUICE_REDIS_URL"), "keep the config store in Redis instead of the state directory")
+	fs.StringVar(&f.configFile, "config", "", "serve a static config file (providers and hashed keys) instead of the control plane; needs the pepper")
+	fs.StringVar(&f.pepperFile, "pepper-file", "", "with --config: file holding the key-hashing pepper (default: $SLUICE_PEPPER)")
 	fs.StringVar(&f.envoyBin, "envoy", "", "Envoy binary (default: $SLUICE_ENVOY_BIN, PATH, then ./.venv)")
-	fs.StringVar(&f.stateDir, "state-dir", "", "directory for the extproc socket and Envoy bootstrap (default: a temporary one)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.demo, "demo", false, "run a built-in fake provider and print a ready demo key")
 	fs.IntVar(&f.envoyConcurrency, "envoy-concurrency", 0, "Envoy worker threads (default: one per core)")
@@ -55,6 +57,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if f.demo && f.configFile != "" {
+		return errors.New("serve: --demo and --config are exclusive")
 	}
 	logger, err := newLogger(stderr, f.logLevel)
 	if err != nil {
@@ -66,11 +71,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cancel()
 		g.wait()
 	}()
-	return runServe(ctx, g, f, stdout, stderr, logger)
+	return runServe(ctx, cancel, g, f, stdout, stderr, logger)
 }
 
-// group owns the goroutines serve starts: every one ends when serve's ctx does, and serve
-// returns only after all have.
+// group owns the goroutines a command starts: every one ends when the command's ctx does,
+// and the command returns only after all have.
 type group struct {
 	wg   sync.WaitGroup
 	once sync.Once
@@ -80,7 +85,7 @@ type group struct {
 func (g *group) go_(name string, logger *slog.Logger, cancel context.CancelFunc, fn func() error) {
 	g.wg.Go(func() {
 		if err := fn(); err != nil {
-			logger.Error("serve: component stopped", "component", name, "err", err)
+			logger.Error("component stopped", "component", name, "err", err)
 			g.once.Do(func() { g.err = fmt.Errorf("%s: %w", name, err) })
 			cancel()
 		}
@@ -89,134 +94,119 @@ func (g *group) go_(name string, logger *slog.Logger, cancel context.CancelFunc,
 
 func (g *group) wait() { g.wg.Wait() }
 
-func runServe(parent context.Context, g *group, f serveFlags, stdout, stderr io.Writer, logger *slog.Logger) error {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
-
-	stateDir := f.stateDir
-	if stateDir == "" {
-		d, err := os.MkdirTemp("", "sluice-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		stateDir = d
-	} else if err := os.MkdirAll(stateDir, 0o700); err != nil {
+func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveFlags, stdout, stderr io.Writer, logger *slog.Logger) error {
+	// Sockets and Envoy's bootstrap live in a private temporary directory: short paths (Unix
+	// socket names are limited) and nothing stale after a crash.
+	runDir, err := os.MkdirTemp("", "sluice-")
+	if err != nil {
 		return err
 	}
+	defer os.RemoveAll(runDir)
 
-	// Configuration: a file, or providers from the environment, or the built-in demo provider.
-	var (
-		cfg    *config.Config
-		pep    []byte
-		minted *mintedKey
-		extra  = map[string]string{}
-		demo   *demoProvider
-		err    error
-	)
-	if f.configFile != "" {
-		if f.demo {
-			return errors.New("serve: --demo and --config are exclusive")
-		}
-		if pep, err = pepper(f.pepperFile); err != nil {
-			return err
-		}
-		if cfg, err = config.Load(f.configFile); err != nil {
-			return err
-		}
-	} else {
-		pep = make([]byte, 32)
-		_, _ = rand.Read(pep)
-		if f.demo || (os.Getenv("OPENAI_API_KEY") == "" && os.Getenv("ANTHROPIC_API_KEY") == "") {
-			f.demo = true
-			if demo, err = startDemoProvider(ctx, g, logger, cancel); err != nil {
-				return err
-			}
-			cfg = demo.config()
-			for k, v := range demo.keys {
-				extra[k] = v
-			}
-		} else {
-			cfg = envConfig()
-		}
-		k, err := newKey(pep)
-		if err != nil {
-			return err
-		}
-		minted = &k
-		cfg.Keys = append(cfg.Keys, config.Key{ID: k.id, Name: "local", Hash: k.hash})
-		if err := cfg.Validate(); err != nil {
-			return err
-		}
-	}
-
+	// One signing key per process: extproc and the dispatcher run side by side here.
 	signKey := make([]byte, 32)
 	_, _ = rand.Read(signKey)
 	signer, _ := ctxtoken.NewSigner(signKey)
 	verifier, _ := ctxtoken.NewVerifier(signKey)
-	hasher, err := vkey.NewHasher(pep)
-	if err != nil {
-		return err
-	}
 
-	// extproc, over a Unix socket: co-located with Envoy.
-	ep, err := extproc.New(extproc.Config{Logger: logger, Signer: signer, Hasher: hasher})
-	if err != nil {
-		return err
+	extra := map[string]string{} // credentials of the demo provider, by env-style name
+	getenv := func(k string) string {
+		if v, ok := extra[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
 	}
-	if err := ep.Load(cfg); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	sock := filepath.Join(stateDir, "extproc.sock")
-	_ = os.Remove(sock)
-	epLis, err := net.Listen("unix", sock)
-	if err != nil {
-		return err
-	}
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
-	ep.Register(gs)
-	g.go_("extproc", logger, cancel, func() error { return gs.Serve(epLis) })
-	defer stopGRPC(gs)
-
-	// dispatcher.
-	tr, err := translate.New(ctx, translate.Config{Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer tr.Close()
-	disp, err := dispatcher.New(dispatcher.Config{
-		Logger: logger, Verifier: verifier, Translator: tr,
-		Getenv: func(k string) string {
-			if v, ok := extra[k]; ok {
-				return v
-			}
-			return os.Getenv(k)
-		},
-	})
-	if err != nil {
-		return err
-	}
-	if err := disp.Load(cfg); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	dLis, err := net.Listen("tcp", f.dispatcherListen)
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{Handler: disp, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-	g.go_("dispatcher", logger, cancel, func() error {
-		if err := hs.Serve(dLis); !errors.Is(err, http.ErrServerClosed) {
+	var (
+		src, srcDisp source
+		hasher       *vkey.Hasher
+		keyring      *secretbox.Keyring
+		cp           *controlPlane
+		adminTk      string
+	)
+	if f.configFile != "" {
+		// Static mode: a file, no control plane. Its hashes need the pepper they were made with.
+		p, err := pepper(f.pepperFile)
+		if err != nil {
 			return err
 		}
-		return nil
-	})
-	defer shutdownHTTP(hs)
+		if hasher, err = vkey.NewHasher(p); err != nil {
+			return err
+		}
+		c, err := config.Load(f.configFile)
+		if err != nil {
+			return err
+		}
+		snap, err := c.Snapshot()
+		if err != nil {
+			return fmt.Errorf("config %s: %w", f.configFile, err)
+		}
+		src, srcDisp = source{static: snap}, source{static: snap}
+	} else {
+		if err := os.MkdirAll(f.stateDir, 0o700); err != nil {
+			return err
+		}
+		if hasher, err = hasherFrom(f.stateDir); err != nil {
+			return err
+		}
+		if keyring, err = masterKeyring(f.stateDir); err != nil {
+			return err
+		}
+		if adminTk, err = stateSecret(envAdminToken, f.stateDir, "admin.token"); err != nil {
+			return err
+		}
+		st, err := openStore(ctx, f.redisURL, filepath.Join(f.stateDir, "store"))
+		if err != nil {
+			return fmt.Errorf("config store: %w", err)
+		}
+		defer st.Close()
+		fleetToken := randomToken()
+		if cp, err = startControlPlane(ctx, g, logger, cancel, controlPlaneOptions{store: st,
+			adminListen: f.adminListen, fleetListen: "unix:" + filepath.Join(runDir, "fleet.sock"),
+			hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetToken}); err != nil {
+			return err
+		}
+		src = source{fleetAddr: cp.fleetAddr, fleetToken: fleetToken, nodeID: "serve-extproc",
+			stateFile: filepath.Join(f.stateDir, "extproc.snapshot.json")}
+		srcDisp = source{fleetAddr: cp.fleetAddr, fleetToken: fleetToken, nodeID: "serve-dispatcher",
+			stateFile: filepath.Join(f.stateDir, "dispatcher.snapshot.json")}
+	}
 
-	// xds.
-	xs := xds.NewServer(logger)
-	if err := xs.Update(xds.Params{ListenAddr: f.listen, ExtProcAddr: "unix:" + sock,
-		DispatcherAddr: dLis.Addr().String()}); err != nil {
+	var demo *demoProvider
+	if f.configFile == "" && (f.demo || (os.Getenv("OPENAI_API_KEY") == "" && os.Getenv("ANTHROPIC_API_KEY") == "")) {
+		if demo, err = startDemoProvider(ctx, g, logger, cancel); err != nil {
+			return err
+		}
+		for k, v := range demo.keys {
+			extra[k] = v
+		}
+	}
+
+	sock := "unix:" + filepath.Join(runDir, "extproc.sock")
+	epClient, err := startExtproc(ctx, g, logger, cancel, extprocOptions{listen: sock, hasher: hasher, signer: signer, source: src})
+	if err != nil {
+		return err
+	}
+	dispAddr, dClient, err := startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: f.dispatcherListen,
+		verifier: verifier, keyring: keyring, getenv: getenv, source: srcDisp})
+	if err != nil {
+		return err
+	}
+
+	// The gateway's own config: demo or environment providers, and a first key.
+	var minted *mintedSecret
+	if cp != nil {
+		a := &apiClient{base: "http://" + cp.adminAddr, token: adminTk, hc: &http.Client{Timeout: 30 * time.Second}}
+		if minted, err = seed(ctx, a, demo); err != nil {
+			return fmt.Errorf("seeding the config: %w", err)
+		}
+	}
+	if err := waitReady(ctx, 30*time.Second, epClient, dClient); err != nil {
+		return err
+	}
+
+	// xds for Envoy.
+	xs := xds.NewServer(logger.With("component", "xds"))
+	if err := xs.Update(xds.Params{ListenAddr: f.listen, ExtProcAddr: sock, DispatcherAddr: dispAddr}); err != nil {
 		return err
 	}
 	xLis, err := net.Listen("tcp", f.xdsListen)
@@ -226,29 +216,57 @@ func runServe(parent context.Context, g *group, f serveFlags, stdout, stderr io.
 	g.go_("xds", logger, cancel, func() error { return xs.Serve(ctx, xLis) })
 
 	// Envoy, as a child configured entirely over ADS.
-	bin := f.envoyBin
-	if bin == "" {
-		if bin, err = envoy.FindBinary(); err != nil {
-			return err
-		}
-	}
-	admin := f.adminListen
-	if admin == "" {
-		if admin, err = freeLoopbackAddr(); err != nil {
-			return err
-		}
-	}
-	boot, err := envoy.Bootstrap(envoy.BootstrapParams{XDSAddr: xLis.Addr().String(), AdminAddr: admin,
-		NodeID: "sluice-serve", Cluster: "sluice"})
-	if err != nil {
-		return err
-	}
-	proc, err := envoy.StartWith(ctx, envoy.Options{Bin: bin, Bootstrap: boot, WorkDir: stateDir,
-		Out: stderr, Concurrency: f.envoyConcurrency})
+	proc, adminAddr, err := startEnvoy(ctx, g, logger, cancel, f, runDir, xLis.Addr().String(), stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = proc.Stop(10 * time.Second) }()
+	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
+	defer readyCancel()
+	if err := envoy.WaitReady(readyCtx, adminAddr); err != nil {
+		return fmt.Errorf("envoy did not become ready: %w", err)
+	}
+	if err := envoy.WaitListener(readyCtx, f.listen); err != nil {
+		return fmt.Errorf("listener %s did not answer: %w", f.listen, err)
+	}
+
+	banner := readyBanner{listen: f.listen, key: minted, demo: demo != nil}
+	if cp != nil {
+		banner.adminURL = "http://" + cp.adminAddr
+		if os.Getenv(envAdminToken) == "" {
+			banner.adminTokenFile = filepath.Join(f.stateDir, "admin.token")
+		}
+	}
+	banner.print(stdout)
+	logger.Info("sluice: ready", "listen", f.listen, "dispatcher", dispAddr, "xds", xLis.Addr().String(), "envoy_admin", adminAddr)
+	<-ctx.Done()
+	logger.Info("sluice: shutting down")
+	return g.err
+}
+
+// startEnvoy starts Envoy as a child of this process and returns it with its admin address.
+func startEnvoy(ctx context.Context, g *group, logger *slog.Logger, cancel context.CancelFunc, f serveFlags, runDir, xdsAddr string, out io.Writer) (*envoy.Process, string, error) {
+	bin := f.envoyBin
+	var err error
+	if bin == "" {
+		if bin, err = envoy.FindBinary(); err != nil {
+			return nil, "", err
+		}
+	}
+	admin := f.envoyAdmin
+	if admin == "" {
+		if admin, err = freeLoopbackAddr(); err != nil {
+			return nil, "", err
+		}
+	}
+	boot, err := envoy.Bootstrap(envoy.BootstrapParams{XDSAddr: xdsAddr, AdminAddr: admin, NodeID: "sluice-serve", Cluster: "sluice"})
+	if err != nil {
+		return nil, "", err
+	}
+	proc, err := envoy.StartWith(ctx, envoy.Options{Bin: bin, Bootstrap: boot, WorkDir: runDir, Out: out, Concurrency: f.envoyConcurrency})
+	if err != nil {
+		return nil, "", err
+	}
 	g.go_("envoy", logger, cancel, func() error {
 		err := proc.Wait()
 		if ctx.Err() != nil {
@@ -256,21 +274,7 @@ func runServe(parent context.Context, g *group, f serveFlags, stdout, stderr io.
 		}
 		return fmt.Errorf("exited unexpectedly: %v", err)
 	})
-	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
-	defer readyCancel()
-	if err := envoy.WaitReady(readyCtx, admin); err != nil {
-		return fmt.Errorf("envoy did not become ready: %w", err)
-	}
-	if err := envoy.WaitListener(readyCtx, f.listen); err != nil {
-		return fmt.Errorf("listener %s did not answer: %w", f.listen, err)
-	}
-
-	printReady(stdout, f.listen, minted, demo != nil)
-	logger.Info("sluice: ready", "listen", f.listen, "dispatcher", dLis.Addr().String(),
-		"xds", xLis.Addr().String(), "envoy_admin", admin)
-	<-ctx.Done()
-	logger.Info("sluice: shutting down")
-	return g.err
+	return proc, admin, nil
 }
 
 func stopGRPC(gs *grpc.Server) {
@@ -299,4 +303,10 @@ func freeLoopbackAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
