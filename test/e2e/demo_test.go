@@ -130,6 +130,28 @@ collect:
 		}
 	}
 
+	// The banner's admin line works as printed: the CLI mints a key that the gateway accepts.
+	var export string
+	for _, l := range printed {
+		if strings.Contains(l, "export SLUICE_URL=") {
+			export = strings.TrimSpace(l)
+		}
+	}
+	if export == "" {
+		t.Fatalf("no admin API line in the banner:\n%s", strings.Join(printed, "\n"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	out, err := exec.CommandContext(ctx, "bash", "-c", export+" && "+bin+" virtual-keys create --name from-cli --format json").Output()
+	cancel()
+	if err != nil {
+		t.Fatalf("CLI with the printed environment: %v", err)
+	}
+	var k struct{ Secret string }
+	if err := json.Unmarshal(out, &k); err != nil || k.Secret == "" {
+		t.Fatalf("CLI output: %s", out)
+	}
+	eventually(t, "http://"+listen, k.Secret, 200, "", 5*time.Second)
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
