@@ -71,21 +71,29 @@ func TestSplitDeployment(t *testing.T) {
 		r.url = "http://" + r.listen
 		r.adminAPI = adminAPI{url: "http://" + r.admin, token: adminToken}
 	}
+	var procs []*proc // every sluice process, for the canary check at the end
 	startXDS := func(r *replica) {
 		r.xds = startProc(t, "xds-"+r.name, "sluice xds: ready", env, bin, "xds", "--redis-url", redisURL,
 			"--admin-listen", r.admin, "--fleet-listen", r.fleet, "--ads-listen", r.ads, "--envoy-listen", r.listen,
 			"--extproc-addr", r.extproc, "--dispatcher-addr", dispatcher)
+		procs = append(procs, r.xds)
 	}
 	startExtproc := func(r *replica) {
 		r.ep = startProc(t, "extproc-"+r.name, "sluice extproc: ready", env, bin, "extproc",
 			"--listen", r.extproc, "--xds", r.fleet, "--state-dir", r.stateDir)
+		procs = append(procs, r.ep)
 	}
 	for _, r := range reps {
 		startXDS(r)
 		startExtproc(r)
 	}
-	disp := startProc(t, "dispatcher", "sluice dispatcher: ready", env, bin, "dispatcher",
-		"--listen", dispatcher, "--xds", reps[0].fleet, "--state-dir", filepath.Join(dir, "dispatcher"))
+	startDispatcher := func() *proc {
+		p := startProc(t, "dispatcher", "sluice dispatcher: ready", env, bin, "dispatcher",
+			"--listen", dispatcher, "--xds", reps[0].fleet, "--state-dir", filepath.Join(dir, "dispatcher"))
+		procs = append(procs, p)
+		return p
+	}
+	disp := startDispatcher()
 	for _, r := range reps {
 		startEnvoy(t, r)
 	}
@@ -172,6 +180,11 @@ func TestSplitDeployment(t *testing.T) {
 	ra.ep.stop()
 	startExtproc(ra)
 	eventually(t, ra.url, sLive, 200, "", 10*time.Second)
+	// So does a restarted dispatcher: the provider and its sealed credential come from its
+	// snapshot.
+	disp.stop()
+	startDispatcher()
+	eventually(t, ra.url, sLive, 200, "", 10*time.Second)
 	if code, errCode := chatStatus(ra.url, s1new); code != 403 || errCode != "virtual_key_revoked" {
 		t.Errorf("restarted extproc: a revoked key answered %d %q", code, errCode)
 	}
@@ -189,10 +202,6 @@ func TestSplitDeployment(t *testing.T) {
 	canaries := map[string]string{"virtual key": s1, "rotated key": s1new, "live key": sLive, "late key": sLate,
 		"admin token": adminToken, "provider credential": fakeOpenAIKey, "pepper": pepper,
 		"master key": masterKey, "fleet token": fleetToken, "context key": ctxKey}
-	procs := []*proc{disp}
-	for _, r := range reps {
-		procs = append(procs, r.ep, r.xds)
-	}
 	for _, p := range procs {
 		logs := p.logs.String()
 		for name, s := range canaries {
