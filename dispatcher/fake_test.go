@@ -138,7 +138,7 @@ func newServer(t testing.TB, passthrough, translator Lane, upstreamURL string) *
 	}
 	s, err := New(Config{
 		Logger: slog.New(slog.DiscardHandler), Verifier: v, Passthrough: passthrough, Translator: translator,
-		Getenv: getenv, MaxRequestBytes: 4096,
+		Getenv: getenv, MaxRequestBytes: 4096, CredentialEnv: []string{"OA_KEY", "AN_KEY"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -44,6 +45,10 @@ type Config struct {
 	MaxRequestBytes int64
 	// Getenv resolves provider credentials named by environment variable; nil means os.Getenv.
 	Getenv func(string) string
+	// CredentialEnv lists the environment variables a provider's credentials_env may name.
+	// Anything else is refused: whoever can edit providers must not be able to make the
+	// dispatcher send an arbitrary variable of its environment to a host they choose.
+	CredentialEnv []string
 	// Keyring opens provider credentials sealed in the store; nil refuses sealed ones.
 	Keyring *secretbox.Keyring
 }
@@ -122,6 +127,9 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 func (s *Server) credential(p *config.ModelProvider) (string, error) {
 	switch {
 	case p.CredentialsEnv != "":
+		if !slices.Contains(s.cfg.CredentialEnv, p.CredentialsEnv) {
+			return "", fmt.Errorf("credentials_env %s is not in this dispatcher's allowed list (--provider-env)", p.CredentialsEnv)
+		}
 		v := s.cfg.Getenv(p.CredentialsEnv)
 		if v == "" {
 			return "", fmt.Errorf("environment variable %s is empty", p.CredentialsEnv)

@@ -31,6 +31,10 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 		"none":    {ID: "none", Name: "n", Type: "openai-compatible", BaseURL: "http://127.0.0.1:8000/", Scope: scope},
 		"moved":   {ID: "moved", Name: "m", Type: "openai", Credentials: moved, Scope: scope},
 		"bedrock": {ID: "bedrock", Name: "b", Type: "bedrock", Scope: scope},
+		// Someone who may edit providers names another variable of the dispatcher's
+		// environment, hoping it is sent to their host as the credential.
+		"exfil": {ID: "exfil", Name: "x", Type: "openai-compatible", BaseURL: "http://attacker.invalid",
+			CredentialsEnv: "SECRET_OF_THE_DISPATCHER", Scope: scope},
 	}
 	snap := &config.Snapshot{Resources: map[config.Kind]map[string]json.RawMessage{config.KindModelProvider: {}}}
 	for id, p := range docs {
@@ -40,9 +44,13 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 	v, _ := ctxtoken.NewVerifier(testSignKey)
 	var logs bytes.Buffer
 	s, err := New(Config{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Verifier: v, Keyring: ring,
+		CredentialEnv: []string{"PROVIDER_KEY"},
 		Getenv: func(k string) string {
-			if k == "PROVIDER_KEY" {
+			switch k {
+			case "PROVIDER_KEY":
 				return "from-env"
+			case "SECRET_OF_THE_DISPATCHER":
+				return "must-never-leave"
 			}
 			return ""
 		}})
@@ -50,7 +58,8 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.LoadSnapshot(snap)
-	if err == nil || !strings.Contains(err.Error(), `"moved"`) || !strings.Contains(err.Error(), `"bedrock"`) {
+	if err == nil || !strings.Contains(err.Error(), `"moved"`) || !strings.Contains(err.Error(), `"bedrock"`) ||
+		!strings.Contains(err.Error(), `"exfil"`) {
 		t.Errorf("LoadSnapshot error = %v, want the moved credential and the unserved type reported", err)
 	}
 	if err != nil && strings.Contains(err.Error(), secret) {
@@ -66,7 +75,7 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 	if got := ps["none"]; got == nil || got.APIKey != "" || got.BaseURL != "http://127.0.0.1:8000" {
 		t.Errorf("credential-less provider = %+v", got)
 	}
-	if ps["moved"] != nil || ps["bedrock"] != nil {
+	if ps["moved"] != nil || ps["bedrock"] != nil || ps["exfil"] != nil {
 		t.Error("a provider that cannot be served was published")
 	}
 	if strings.Contains(logs.String(), secret) {

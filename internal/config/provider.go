@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
@@ -124,6 +125,11 @@ func (p *ModelProvider) Validate() error {
 	}
 	if p.CredentialsEnv != "" && !envNameRE.MatchString(p.CredentialsEnv) {
 		errs = append(errs, fmt.Errorf("model provider %s: credentials_env %q is not an environment variable name", p.ID, p.CredentialsEnv))
+	}
+	// The gateway's own secrets live in SLUICE_* variables; a provider must never be able to
+	// name one (it would be sent to the provider's host as its credential).
+	if strings.HasPrefix(strings.ToUpper(p.CredentialsEnv), "SLUICE_") {
+		errs = append(errs, fmt.Errorf("model provider %s: credentials_env may not name a SLUICE_ variable", p.ID))
 	}
 	if len(p.ProviderConfig) > 0 {
 		var obj map[string]json.RawMessage

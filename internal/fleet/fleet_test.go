@@ -31,7 +31,7 @@ func TestLivePushToTwoClients(t *testing.T) {
 	var reps []*replica
 	var clients []*Client
 	for i := range 2 {
-		c, r := startClient(t, ClientConfig{Addr: srv.addr, NodeID: "extproc-" + string(rune('a'+i)), Kinds: config.Kinds()})
+		c, r := startClient(t, ClientConfig{Addr: srv.addr, NodeID: "extproc-" + string(rune('a'+i)), Kinds: dataKinds})
 		clients, reps = append(clients, c), append(reps, r)
 	}
 	for _, r := range reps {
@@ -69,7 +69,7 @@ func TestLivePushToTwoClients(t *testing.T) {
 	t.Logf("worst push latency: %v; server stats %+v", worst, srv.Stats())
 
 	s := srv.Stats()
-	if s.Streams != 2 || s.Nacks != 0 || s.Acks < 2*uint64(len(config.Kinds())) || s.PushLagCount == 0 {
+	if s.Streams != 2 || s.Nacks != 0 || s.Acks < 2*uint64(len(dataKinds)) || s.PushLagCount == 0 {
 		t.Errorf("server stats = %+v", s)
 	}
 	if cs := clients[0].Stats(); cs.Connects != 1 || cs.Nacks != 0 || cs.Snapshots < 4 {
@@ -168,7 +168,7 @@ func TestOutageBootstrapAndResync(t *testing.T) {
 	dir := t.TempDir()
 	state1 := filepath.Join(dir, "extproc-1.json")
 
-	c1, r1 := startClient(t, ClientConfig{Addr: addr, Kinds: config.Kinds(), StateFile: state1})
+	c1, r1 := startClient(t, ClientConfig{Addr: addr, Kinds: dataKinds, StateFile: state1})
 	r1.waitFor(t, "initial snapshot", func(s *config.Snapshot) bool { return len(s.Resources[config.KindOrganization]) == 3 })
 	put(t, st, config.KindBudget, "bg_1", `{"id":"bg_1"}`) // ensure a persisted update after the initial one
 	r1.waitFor(t, "budget", has(config.KindBudget, "bg_1"))
@@ -186,7 +186,7 @@ func TestOutageBootstrapAndResync(t *testing.T) {
 	if err := os.WriteFile(state2, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c2, r2 := startClient(t, ClientConfig{Addr: addr, Kinds: config.Kinds(), StateFile: state2})
+	c2, r2 := startClient(t, ClientConfig{Addr: addr, Kinds: dataKinds, StateFile: state2})
 	select {
 	case <-c2.Ready():
 	case <-time.After(2 * time.Second):
@@ -249,7 +249,7 @@ func TestTokenAuth(t *testing.T) {
 	srv := startServer(t, st, "tcp", "127.0.0.1:0", good, slog.New(slog.NewTextHandler(srvLog, nil)))
 
 	cliLog := newLogBuffer()
-	c, r := startClient(t, ClientConfig{Addr: srv.addr, Token: bad, Kinds: config.Kinds(),
+	c, r := startClient(t, ClientConfig{Addr: srv.addr, Token: bad, Kinds: dataKinds,
 		Logger: slog.New(slog.NewTextHandler(cliLog, nil))})
 	cliLog.waitCount(t, "refused the stream", 3)
 	if r.count() != 0 || c.Stats().AuthFailures < 3 {
@@ -258,7 +258,7 @@ func TestTokenAuth(t *testing.T) {
 	if srv.Stats().AuthFailures < 3 || srv.Stats().Streams != 0 {
 		t.Errorf("server stats = %+v", srv.Stats())
 	}
-	_, r2 := startClient(t, ClientConfig{Addr: srv.addr, Token: good, Kinds: config.Kinds()})
+	_, r2 := startClient(t, ClientConfig{Addr: srv.addr, Token: good, Kinds: dataKinds})
 	r2.waitFor(t, "authorised snapshot", has(config.KindOrganization, "acme"))
 	for name, l := range map[string]*logBuffer{"client": cliLog, "server": srvLog} {
 		if s := l.String(); strings.Contains(s, good) || strings.Contains(s, bad) {

@@ -229,6 +229,12 @@ func (h *handler) named(ctx context.Context, ts *typeState, b *batch, id string)
 func (h *handler) lookup(ctx context.Context, ts *typeState, b *batch, query string) {
 	h.s.stats.lookups.Add(1)
 	name, key, _ := parseIndexName(query)
+	if !lookupAllowed(b.kind, name) {
+		// Answered as not found: a replica learns nothing from an index it may not use.
+		h.s.stats.lookupMisses.Add(1)
+		b.removed = append(b.removed, query)
+		return
+	}
 	id, err := h.s.store.Index(ctx, name, key)
 	var d store.Doc
 	if err == nil {

@@ -270,3 +270,15 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// dataKinds is what a data-plane replica subscribes to: every kind but the admin API's
+// tokens, which the server never serves.
+var dataKinds = func() []config.Kind {
+	var out []config.Kind
+	for _, k := range config.Kinds() {
+		if k != config.KindAPIToken {
+			out = append(out, k)
+		}
+	}
+	return out
+}()

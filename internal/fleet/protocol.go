@@ -29,14 +29,21 @@ const bytesValueURL = "type.googleapis.com/google.protobuf.BytesValue"
 // TypeURL returns the delta xDS type URL of kind.
 func TypeURL(kind config.Kind) string { return TypeURLPrefix + string(kind) }
 
-// kindOf parses a type URL into a kind.
+// kindOf parses a type URL into a kind the fleet distributes. API tokens are never served,
+// whatever a client asks for: they are the admin API's credentials, not data-plane config.
 func kindOf(typeURL string) (config.Kind, bool) {
 	s, ok := strings.CutPrefix(typeURL, TypeURLPrefix)
 	if !ok {
 		return "", false
 	}
 	k := config.Kind(s)
-	return k, k.Valid()
+	return k, k.Valid() && k != config.KindAPIToken
+}
+
+// lookupAllowed lists the (kind, index) pairs a replica may resolve on demand: the one the
+// data plane needs, a virtual key by the hash of a presented secret.
+func lookupAllowed(kind config.Kind, index string) bool {
+	return kind == config.KindVirtualKey && index == "vk_hash"
 }
 
 // IndexName returns the lookup name for the index entry (name, key).

@@ -137,7 +137,7 @@ func TestStoreResync(t *testing.T) {
 	put(t, base, config.KindOrganization, "b", `{}`)
 	rs := &resyncStore{Store: base, events: make(chan store.Event, 1)}
 	srv := startServer(t, rs, "tcp", "127.0.0.1:0", "", nil)
-	c, r := startClient(t, ClientConfig{Addr: srv.addr, Kinds: config.Kinds()})
+	c, r := startClient(t, ClientConfig{Addr: srv.addr, Kinds: dataKinds})
 	r.waitFor(t, "initial", has(config.KindOrganization, "b"))
 	before := c.Stats()
 
@@ -184,5 +184,19 @@ func TestStreamQueue(t *testing.T) {
 	case <-st.notify:
 	default:
 		t.Error("no wake-up")
+	}
+}
+
+// TestAPITokensNeverServed: a client holding the fleet token asks for the admin API's
+// tokens and for another index; it gets neither.
+func TestAPITokensNeverServed(t *testing.T) {
+	if _, ok := kindOf(TypeURL(config.KindAPIToken)); ok {
+		t.Fatal("api_token is a distributable kind")
+	}
+	if lookupAllowed(config.KindAPIToken, "api_token_hash") || lookupAllowed(config.KindVirtualKey, "api_token_hash") {
+		t.Fatal("a lookup outside (virtual_key, vk_hash) is allowed")
+	}
+	if !lookupAllowed(config.KindVirtualKey, "vk_hash") {
+		t.Fatal("the key lookup is not allowed")
 	}
 }

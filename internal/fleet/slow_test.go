@@ -125,7 +125,7 @@ func TestRedisStorePush(t *testing.T) {
 	srv := startServer(t, rs, "tcp", "127.0.0.1:0", "", nil)
 	var reps []*replica
 	for range 2 {
-		_, r := startClient(t, ClientConfig{Addr: srv.addr, Kinds: config.Kinds()})
+		_, r := startClient(t, ClientConfig{Addr: srv.addr, Kinds: dataKinds})
 		r.waitFor(t, "initial", func(s *config.Snapshot) bool { return keyStatus(s, vk) == config.KeyActive })
 		reps = append(reps, r)
 	}

@@ -44,7 +44,7 @@ func TestStateFile(t *testing.T) {
 	}
 
 	// A client starting from it delivers it with no server at all.
-	c, r := startClient(t, ClientConfig{Addr: "127.0.0.1:1", Kinds: config.Kinds(), StateFile: path})
+	c, r := startClient(t, ClientConfig{Addr: "127.0.0.1:1", Kinds: dataKinds, StateFile: path})
 	select {
 	case <-c.Ready():
 	case <-time.After(2 * time.Second):
@@ -68,7 +68,7 @@ func TestStateFile(t *testing.T) {
 		t.Error("state file without versions loaded")
 	}
 	logs := newLogBuffer()
-	c2, r2 := startClient(t, ClientConfig{Addr: "127.0.0.1:1", Kinds: config.Kinds(), StateFile: bad,
+	c2, r2 := startClient(t, ClientConfig{Addr: "127.0.0.1:1", Kinds: dataKinds, StateFile: bad,
 		Logger: slogText(logs)})
 	logs.waitCount(t, "stream lost", 1)
 	select {

@@ -167,6 +167,7 @@ type caller struct {
 	admin   bool
 	tokenID string
 	perms   map[string]bool
+	expires *time.Time // the token's expiry; a token it mints may not outlive it
 }
 
 func (c *caller) allows(perm string) bool { return c.admin || c.perms[perm] }
@@ -234,7 +235,7 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	if t.ExpiresAt != nil && !s.now().Before(*t.ExpiresAt) {
 		return nil, errUnauthenticated
 	}
-	c := &caller{tokenID: t.ID, perms: make(map[string]bool, len(t.Permissions))}
+	c := &caller{tokenID: t.ID, perms: make(map[string]bool, len(t.Permissions)), expires: t.ExpiresAt}
 	for _, p := range t.Permissions {
 		c.perms[p] = true
 	}

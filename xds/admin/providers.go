@@ -15,10 +15,18 @@ import (
 // prepareProvider seals a write-only "api_key" under the keyring with the provider's id
 // as associated data. On PATCH, an absent api_key keeps the stored credentials and
 // "api_key": null removes them.
+//
+// A credential belongs to the endpoint it was given for: moving a provider to another
+// base_url (or type) without sending its api_key again is refused, or anyone allowed to
+// update providers could point a stored key at a host of their choosing.
 func prepareProvider(s *Server, res, old config.Resource, wo map[string]json.RawMessage) (*prepared, error) {
 	mp := res.(*config.ModelProvider)
 	raw, ok := wo["api_key"]
 	if !ok {
+		if prev, _ := old.(*config.ModelProvider); prev != nil && !mp.Credentials.IsZero() &&
+			(prev.BaseURL != mp.BaseURL || prev.Type != mp.Type) {
+			return nil, invalid([]string{"changing base_url or type requires sending api_key again (or api_key: null)"})
+		}
 		return &prepared{}, nil
 	}
 	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {

@@ -157,6 +157,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 				Message: fmt.Sprintf("A token can only grant permissions its creator holds; this one lacks %s.", p)}
 		}
 	}
+	if c.expires != nil && (req.ExpiresAt == nil || req.ExpiresAt.After(*c.expires)) {
+		return &Error{Status: http.StatusForbidden, Code: "permission_denied",
+			Message: "A token can only mint tokens that expire no later than itself."}
+	}
 	if len(problems) > 0 {
 		slices.Sort(problems)
 		return invalid(problems)

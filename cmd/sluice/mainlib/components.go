@@ -202,11 +202,12 @@ func startExtproc(ctx context.Context, g *group, logger *slog.Logger, cancel con
 }
 
 type dispatcherOptions struct {
-	listen   string
-	verifier *ctxtoken.Verifier
-	keyring  *secretbox.Keyring
-	getenv   func(string) string
-	source   source
+	listen      string
+	verifier    *ctxtoken.Verifier
+	keyring     *secretbox.Keyring
+	getenv      func(string) string
+	providerEnv []string // the variables a provider's credentials_env may name
+	source      source
 }
 
 // startDispatcher serves the dispatcher and returns its address and fleet client.
@@ -220,7 +221,7 @@ func startDispatcher(ctx context.Context, g *group, logger *slog.Logger, cancel 
 		tr.Close()
 	})
 	disp, err := dispatcher.New(dispatcher.Config{Logger: logger.With("component", "dispatcher"),
-		Verifier: o.verifier, Translator: tr, Keyring: o.keyring, Getenv: o.getenv})
+		Verifier: o.verifier, Translator: tr, Keyring: o.keyring, Getenv: o.getenv, CredentialEnv: o.providerEnv})
 	if err != nil {
 		return "", nil, err
 	}
@@ -235,6 +236,20 @@ func startDispatcher(ctx context.Context, g *group, logger *slog.Logger, cancel 
 	serveHTTP(ctx, g, "dispatcher", logger, cancel,
 		&http.Server{Handler: disp, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}, lis)
 	return lis.Addr().String(), c, nil
+}
+
+// defaultProviderEnv is what --provider-env allows unless told otherwise.
+const defaultProviderEnv = "OPENAI_API_KEY,ANTHROPIC_API_KEY"
+
+// splitList splits a comma-separated flag value, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // waitReady waits until every fleet client has a snapshot, bounded by d.

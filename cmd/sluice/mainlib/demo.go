@@ -35,11 +35,11 @@ func startDemoProvider(ctx context.Context, g *group, logger *slog.Logger, cance
 		return nil, err
 	}
 	d := &demoProvider{url: "http://" + lis.Addr().String(), keys: map[string]string{
-		"SLUICE_DEMO_OPENAI_KEY":    randomHex("demo-openai-"),
-		"SLUICE_DEMO_ANTHROPIC_KEY": randomHex("demo-anthropic-"),
+		"DEMO_OPENAI_KEY":    randomHex("demo-openai-"),
+		"DEMO_ANTHROPIC_KEY": randomHex("demo-anthropic-"),
 	}}
 	fake := fakeprovider.New(fakeprovider.Config{
-		OpenAIKey: d.keys["SLUICE_DEMO_OPENAI_KEY"], AnthropicKey: d.keys["SLUICE_DEMO_ANTHROPIC_KEY"],
+		OpenAIKey: d.keys["DEMO_OPENAI_KEY"], AnthropicKey: d.keys["DEMO_ANTHROPIC_KEY"],
 		Logger: logger, MaxRecorded: -1,
 	})
 	serveHTTP(ctx, g, "demo-provider", logger, cancel, &http.Server{Handler: fake, ReadHeaderTimeout: 10 * time.Second}, lis)
@@ -66,8 +66,8 @@ func seed(ctx context.Context, a *apiClient, demo *demoProvider) (*mintedSecret,
 	var provs []prov
 	if demo != nil {
 		provs = []prov{
-			{"demo-openai", "openai", "SLUICE_DEMO_OPENAI_KEY", demoOpenAIModels},
-			{"demo-anthropic", "anthropic", "SLUICE_DEMO_ANTHROPIC_KEY", demoAnthropicModels},
+			{"demo-openai", "openai", "DEMO_OPENAI_KEY", demoOpenAIModels},
+			{"demo-anthropic", "anthropic", "DEMO_ANTHROPIC_KEY", demoAnthropicModels},
 		}
 	} else {
 		if os.Getenv("OPENAI_API_KEY") != "" {

@@ -28,7 +28,7 @@ import (
 
 type serveFlags struct {
 	listen, dispatcherListen, xdsListen, envoyAdmin string
-	adminListen, redisURL                           string
+	adminListen, redisURL, providerEnv              string
 	configFile, pepperFile, envoyBin, stateDir      string
 	logLevel                                        string
 	demo                                            bool
@@ -48,6 +48,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.redisURL, "redis-url", os.Getenv("SLUICE_REDIS_URL"), "keep the config store in Redis instead of the state directory")
 	fs.StringVar(&f.configFile, "config", "", "serve a static config file (providers and hashed keys) instead of the control plane; needs the pepper")
 	fs.StringVar(&f.pepperFile, "pepper-file", "", "with --config: file holding the key-hashing pepper (default: $SLUICE_PEPPER)")
+	fs.StringVar(&f.providerEnv, "provider-env", defaultProviderEnv, "environment variables a provider's credentials_env may name")
 	fs.StringVar(&f.envoyBin, "envoy", "", "Envoy binary (default: $SLUICE_ENVOY_BIN, PATH, then ./.venv)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.demo, "demo", false, "run a built-in fake provider and print a ready demo key")
@@ -116,6 +117,7 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 		}
 		return os.Getenv(k)
 	}
+	providerEnv := splitList(f.providerEnv)
 	var (
 		src, srcDisp source
 		hasher       *vkey.Hasher
@@ -141,6 +143,12 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 			return fmt.Errorf("config %s: %w", f.configFile, err)
 		}
 		src, srcDisp = source{static: snap}, source{static: snap}
+		// The file is the operator's own: the variables it names are the allowed ones.
+		for _, p := range c.Providers {
+			if p.APIKeyEnv != "" {
+				providerEnv = append(providerEnv, p.APIKeyEnv)
+			}
+		}
 	} else {
 		if err := os.MkdirAll(f.stateDir, 0o700); err != nil {
 			return err
@@ -178,6 +186,7 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 		}
 		for k, v := range demo.keys {
 			extra[k] = v
+			providerEnv = append(providerEnv, k)
 		}
 	}
 
@@ -187,7 +196,7 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 		return err
 	}
 	dispAddr, dClient, err := startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: f.dispatcherListen,
-		verifier: verifier, keyring: keyring, getenv: getenv, source: srcDisp})
+		verifier: verifier, keyring: keyring, getenv: getenv, providerEnv: providerEnv, source: srcDisp})
 	if err != nil {
 		return err
 	}

@@ -175,10 +175,11 @@ func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
-	var listenAddr, xdsAddr string
+	var listenAddr, xdsAddr, providerEnv string
 	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
+	fs.StringVar(&providerEnv, "provider-env", defaultProviderEnv, "environment variables a provider's credentials_env may name")
 	fs.StringVar(&listenAddr, "listen", "127.0.0.1:9100", "dispatcher HTTP address (only Envoy may reach it)")
 	fs.StringVar(&xdsAddr, "xds", "127.0.0.1:9001", "the control plane's fleet address")
 	if err := parse(fs, args); err != nil {
@@ -198,7 +199,7 @@ func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 		_, _, err = startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: listenAddr, verifier: verifier,
-			keyring: keyring, getenv: os.Getenv, source: src})
+			keyring: keyring, getenv: os.Getenv, providerEnv: splitList(providerEnv), source: src})
 		return err
 	})
 }
