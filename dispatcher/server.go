@@ -162,9 +162,12 @@ var (
 var dropRequestHeaders = map[string]bool{
 	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
 	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-	"Host": true, "Content-Length": true, "Authorization": true, "X-Api-Key": true,
+	"Content-Length": true, "Authorization": true, "X-Api-Key": true,
 	"Accept-Encoding": true, // identity upstream: SSE must not sit in a gzip buffer
 	"X-Request-Id":    true, "X-Forwarded-For": true, "X-Forwarded-Proto": true,
+	// With the gateway's credential, the client must not pick which organization or project
+	// of the provider account it bills to; that is provider configuration.
+	"Openai-Organization": true, "Openai-Project": true,
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gateway/sluice/internal/apierror"
@@ -24,17 +25,7 @@ func (s *Server) authenticate(ctx context.Context, st *compiled, secret string) 
 	d := s.cfg.Hasher.Sum(secret)
 	ref := st.keys[d]
 	if ref == nil && s.resolver != nil && !s.misses.recent(d) {
-		lctx, cancel := context.WithTimeout(ctx, s.cfg.ResolveTimeout)
-		found, err := s.resolver.ResolveKeyHash(lctx, d.Hex())
-		cancel()
-		if err != nil {
-			s.cfg.Logger.Warn("extproc: on-demand key lookup failed", "err", err)
-		}
-		if found {
-			ref = s.state.Load().keys[d]
-		} else if err == nil {
-			s.misses.add(d)
-		}
+		ref = s.resolve(ctx, d)
 	}
 	if ref == nil || !vkey.Equal(ref.digest, d) {
 		return nil, apierror.ErrInvalidAPIKey
@@ -57,6 +48,46 @@ func (s *Server) authenticate(ctx context.Context, st *compiled, secret string) 
 		return nil, errKeyExpired
 	}
 	return k, nil
+}
+
+// maxLookups bounds on-demand lookups in flight. Anyone can make well-formed secrets (the
+// checksum is no secret), so without a bound a flood of made-up keys would queue lookups
+// on the fleet stream ahead of real pushes.
+const maxLookups = 16
+
+// resolve asks the resolver for a hash this replica has not seen. When lookups are at
+// their bound the key is refused as unknown: a real new key is pushed within milliseconds
+// anyway, and the client's retry finds it.
+func (s *Server) resolve(ctx context.Context, d vkey.Digest) *keyRef {
+	select {
+	case s.lookups <- struct{}{}:
+		defer func() { <-s.lookups }()
+	default:
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.ResolveTimeout)
+	found, err := s.resolver.ResolveKeyHash(lctx, d.Hex())
+	cancel()
+	switch {
+	case found:
+		return s.state.Load().keys[d]
+	case err == nil:
+		s.misses.add(d)
+	case s.lookupWarn.Allow():
+		// Rate-limited: while the control plane is away every unknown key fails here.
+		s.cfg.Logger.Warn("extproc: on-demand key lookup failed", "err", err)
+	}
+	return nil
+}
+
+// everySecond lets one event through per second.
+type everySecond struct{ last atomic.Int64 }
+
+// Allow reports whether a second has passed since it last returned true.
+func (e *everySecond) Allow() bool {
+	now := time.Now().UnixNano()
+	last := e.last.Load()
+	return now-last >= int64(time.Second) && e.last.CompareAndSwap(last, now)
 }
 
 // missCache remembers hashes the control plane did not know, for a short time, so a client

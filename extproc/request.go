@@ -59,7 +59,7 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil {
 				contentLength = n
 			}
-		case k == wire.HeaderRequestID || k == wire.HeaderContext:
+		case k == wire.HeaderRequestID:
 			// Overwritten below, never removed: Envoy's order of removes and sets within one
 			// mutation is not something to depend on.
 		case strings.HasPrefix(k, wire.HeaderPrefix):

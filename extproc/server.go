@@ -61,7 +61,9 @@ type Server struct {
 	state  atomic.Pointer[compiled]
 	misses *missCache // recently unknown hashes: no second lookup for a flood of bad keys
 	// resolver is set once before serving, see SetResolver.
-	resolver KeyResolver
+	resolver   KeyResolver
+	lookups    chan struct{} // semaphore: on-demand lookups in flight
+	lookupWarn everySecond
 }
 
 // New returns a server with an empty key set; call Load before serving traffic.
@@ -78,7 +80,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, misses: newMissCache(4096, time.Second)}
+	s := &Server{cfg: cfg, misses: newMissCache(4096, time.Second), lookups: make(chan struct{}, maxLookups)}
 	s.state.Store(&compiled{})
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,5 +206,65 @@ func TestOnDemandResolution(t *testing.T) {
 	}
 	if calls.Load() != 2 {
 		t.Fatalf("resolver calls = %d: an unknown key must be looked up once, then remembered briefly", calls.Load())
+	}
+}
+
+// TestOnDemandLookupsBounded: a flood of made-up (well-formed) keys never has more than
+// maxLookups lookups in flight; the rest are refused at once as unknown.
+func TestOnDemandLookupsBounded(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	var inFlight, peak atomic.Int32
+	f.srv.SetResolver(resolverFunc(func(ctx context.Context, h string) (bool, error) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return false, nil
+	}))
+	if err := f.srv.LoadSnapshot(snapshotOf(t, tenancy()...)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3 * maxLookups
+	done := make(chan struct{}, n)
+	for i := range n {
+		id := "vk_flood" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+		f.hash(id)
+		auth := f.bearer(id)
+		go func() {
+			sent := f.run(t, headersMsg("POST", "/v1/chat/completions", false, "authorization", auth))
+			checkReject(t, sent[0], 401, wire.OpenAI, "invalid_api_key")
+			done <- struct{}{}
+		}()
+	}
+	// Those beyond the bound answer without waiting for the resolver.
+	for range n - maxLookups {
+		<-done
+	}
+	close(release)
+	for range maxLookups {
+		<-done
+	}
+	if p := peak.Load(); p > maxLookups {
+		t.Fatalf("%d lookups in flight; the bound is %d", p, maxLookups)
+	}
+}
+
+// TestClientContextTokenRemovedAtHeaders: a client-sent x-sluice-ctx is removed in the
+// header phase, before any body phase could be skipped.
+func TestClientContextTokenRemovedAtHeaders(t *testing.T) {
+	f := newFixture(t)
+	if err := f.srv.LoadSnapshot(snapshotOf(t, append(tenancy(), key(f, "vk_x", "ORG:acme", nil))...)); err != nil {
+		t.Fatal(err)
+	}
+	sent := f.run(t, headersMsg("POST", "/v1/chat/completions", false, "authorization", f.bearer("vk_x"),
+		"x-sluice-ctx", "replayed.token.value"), bodyMsg(`{"model":"gpt-4o"}`))
+	removed := sent[0].GetRequestHeaders().GetResponse().GetHeaderMutation().GetRemoveHeaders()
+	if !slices.Contains(removed, "x-sluice-ctx") {
+		t.Fatalf("header phase removes %v, want x-sluice-ctx among them", removed)
 	}
 }

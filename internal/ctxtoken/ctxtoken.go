@@ -91,7 +91,7 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	if _, err := v.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return v.key, nil }); err != nil {
 		return nil, fmt.Errorf("ctxtoken: %w", err)
 	}
-	if c.RequestID == "" || c.KeyID == "" || len(c.Chain) == 0 && c.Endpoint != "models" {
+	if c.RequestID == "" || c.KeyID == "" || len(c.Chain) == 0 {
 		return nil, errors.New("ctxtoken: incomplete claims")
 	}
 	return &c, nil
