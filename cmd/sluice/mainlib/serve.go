@@ -66,21 +66,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g := &group{}
-	ctx, cancel := context.WithCancel(ctx)
-	defer func() {
-		cancel()
-		g.wait()
-	}()
-	return runServe(ctx, cancel, g, f, stdout, stderr, logger)
+	return runServe(ctx, f, stdout, stderr, logger)
 }
 
-// group owns the goroutines a command starts: every one ends when the command's ctx does,
-// and the command returns only after all have.
+// group owns the goroutines a command starts: every one ends when the components' ctx
+// does, and the command returns only after all have and its stop hooks have run.
 type group struct {
 	wg   sync.WaitGroup
 	once sync.Once
 	err  error
+
+	mu      sync.Mutex // guards onStop
+	onStops []func()
+}
+
+// onStop registers f to run after every goroutine has ended, in reverse order of
+// registration: what was opened first (the store) closes last.
+func (g *group) onStop(f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.onStops = append(g.onStops, f)
 }
 
 func (g *group) go_(name string, logger *slog.Logger, cancel context.CancelFunc, fn func() error) {
@@ -93,9 +98,21 @@ func (g *group) go_(name string, logger *slog.Logger, cancel context.CancelFunc,
 	})
 }
 
-func (g *group) wait() { g.wg.Wait() }
+// wait waits for every goroutine, then runs the stop hooks.
+func (g *group) wait() {
+	g.wg.Wait()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := len(g.onStops) - 1; i >= 0; i-- {
+		g.onStops[i]()
+	}
+	g.onStops = nil
+}
 
-func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveFlags, stdout, stderr io.Writer, logger *slog.Logger) error {
+// runServe starts everything, waits for a signal (or a component's failure), then stops in
+// layers: Envoy first, so no request arrives at a stopping component; then extproc, the
+// dispatcher, the admin API and the fleet push, draining; then the store.
+func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, logger *slog.Logger) error {
 	// Sockets and Envoy's bootstrap live in a private temporary directory: short paths (Unix
 	// socket names are limited) and nothing stale after a crash.
 	runDir, err := os.MkdirTemp("", "sluice-")
@@ -103,6 +120,17 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 		return err
 	}
 	defer os.RemoveAll(runDir)
+	// The components live until Envoy has stopped, not until the signal.
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &group{}
+	defer func() {
+		cancel()
+		g.wait()
+	}()
+	// Startup waits end on a signal too.
+	startCtx, startCancel := context.WithCancel(ctx)
+	defer startCancel()
+	defer context.AfterFunc(sigCtx, startCancel)()
 
 	// One signing key per process: extproc and the dispatcher run side by side here.
 	signKey := make([]byte, 32)
@@ -166,7 +194,7 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 		if err != nil {
 			return fmt.Errorf("config store: %w", err)
 		}
-		defer st.Close()
+		g.onStop(func() { _ = st.Close() })
 		fleetToken := randomToken()
 		if cp, err = startControlPlane(ctx, g, logger, cancel, controlPlaneOptions{store: st,
 			adminListen: f.adminListen, fleetListen: "unix:" + filepath.Join(runDir, "fleet.sock"),
@@ -205,11 +233,11 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 	var minted *mintedSecret
 	if cp != nil {
 		a := &apiClient{base: "http://" + cp.adminAddr, token: adminTk, hc: &http.Client{Timeout: 30 * time.Second}}
-		if minted, err = seed(ctx, a, demo); err != nil {
+		if minted, err = seed(startCtx, a, demo); err != nil {
 			return fmt.Errorf("seeding the config: %w", err)
 		}
 	}
-	if err := waitReady(ctx, 30*time.Second, epClient, dClient); err != nil {
+	if err := waitReady(startCtx, 30*time.Second, epClient, dClient); err != nil {
 		return err
 	}
 
@@ -230,7 +258,7 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 		return err
 	}
 	defer func() { _ = proc.Stop(10 * time.Second) }()
-	readyCtx, readyCancel := context.WithTimeout(ctx, 60*time.Second)
+	readyCtx, readyCancel := context.WithTimeout(startCtx, 60*time.Second)
 	defer readyCancel()
 	if err := envoy.WaitReady(readyCtx, adminAddr); err != nil {
 		return fmt.Errorf("envoy did not become ready: %w", err)
@@ -248,8 +276,16 @@ func runServe(ctx context.Context, cancel context.CancelFunc, g *group, f serveF
 	}
 	banner.print(stdout)
 	logger.Info("sluice: ready", "listen", f.listen, "dispatcher", dispAddr, "xds", xLis.Addr().String(), "envoy_admin", adminAddr)
-	<-ctx.Done()
+	select {
+	case <-sigCtx.Done():
+	case <-ctx.Done(): // a component failed
+	}
 	logger.Info("sluice: shutting down")
+	if err := proc.Stop(10 * time.Second); err != nil {
+		logger.Warn("envoy did not stop cleanly", "err", err)
+	}
+	cancel()
+	g.wait()
 	return g.err
 }
 

@@ -55,6 +55,8 @@ func runComponent(ctx context.Context, name string, stdout, stderr io.Writer, c 
 		if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
 			return err
 		}
+	} else if name != "xds" {
+		logger.Warn("no --state-dir: this replica keeps no snapshot, so it cannot restart while xds is down")
 	}
 	g := &group{}
 	ctx, cancel := context.WithCancel(ctx)
@@ -112,10 +114,7 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("config store: %w", err)
 		}
-		g.wg.Go(func() {
-			<-ctx.Done()
-			_ = st.Close()
-		})
+		g.onStop(func() { _ = st.Close() }) // after the admin API and the fleet push have stopped
 		if _, err := startControlPlane(ctx, g, logger, cancel, controlPlaneOptions{store: st, adminListen: adminListen,
 			fleetListen: fleetListen, hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetTk}); err != nil {
 			return err
