@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -55,7 +56,7 @@ func BenchmarkPassthrough(b *testing.B) {
 			}))}
 			b.Cleanup(u.Close)
 			p := lane()
-			req := attemptTo(u, attempt.OpenAI, "sk-up", bc.model,
+			req := attemptTo(u, config.ProviderOpenAI, "sk-up", bc.model,
 				`{"model":"gpt-4o","stream":false,"messages":[{"role":"user","content":"Say hello."}]}`)
 			w := &discardWriter{h: http.Header{}}
 			b.ReportAllocs()

@@ -114,9 +114,9 @@ func testConfig(oaURL string) *config.Config {
 	return &config.Config{
 		Version: config.Version,
 		Providers: []config.Provider{
-			{ID: "oa", Type: attempt.OpenAI, BaseURL: oaURL, APIKeyEnv: "OA_KEY"},
-			{ID: "oa2", Type: attempt.OpenAICompatible, BaseURL: oaURL + "/compat"},
-			{ID: "an", Type: attempt.Anthropic, BaseURL: oaURL, APIKeyEnv: "AN_KEY"},
+			{ID: "oa", Type: config.ProviderOpenAI, BaseURL: oaURL, APIKeyEnv: "OA_KEY"},
+			{ID: "oa2", Type: config.ProviderOpenAICompatible, BaseURL: oaURL + "/compat"},
+			{ID: "an", Type: config.ProviderAnthropic, BaseURL: oaURL, APIKeyEnv: "AN_KEY"},
 		},
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/apierror"
+	"github.com/sluice-gateway/sluice/internal/config"
 )
 
 // PassthroughConfig sets the passthrough lane's transport limits. Zero values take the
@@ -113,7 +114,7 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 	if up.Header.Get("Content-Type") == "" {
 		up.Header.Set("Content-Type", "application/json")
 	}
-	if req.Provider.Type == attempt.Anthropic {
+	if req.Provider.Type == config.ProviderAnthropic {
 		if req.Provider.APIKey != "" {
 			up.Header.Set("X-Api-Key", req.Provider.APIKey)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -67,9 +68,9 @@ func reply(status int, header map[string]string, body string) http.HandlerFunc {
 
 func lane() *Passthrough { return NewPassthrough(PassthroughConfig{}) }
 
-func attemptTo(u *upstream, typ attempt.ProviderType, key, model, body string) *attempt.Request {
+func attemptTo(u *upstream, typ config.ProviderType, key, model, body string) *attempt.Request {
 	f, ep := wire.OpenAI, wire.ChatCompletions
-	if typ == attempt.Anthropic {
+	if typ == config.ProviderAnthropic {
 		f, ep = wire.Anthropic, wire.Messages
 	}
 	return &attempt.Request{
@@ -85,22 +86,22 @@ func TestPassthroughForwardsBytes(t *testing.T) {
 	respBody := "{\"id\":\"x\",  \"choices\":[],\"note\":\"\\u2603\"}\n"
 	tests := []struct {
 		name       string
-		typ        attempt.ProviderType
+		typ        config.ProviderType
 		key        string
 		path       string
 		clientHdr  http.Header
 		wantHeader map[string]string
 	}{
-		{"openai", attempt.OpenAI, "sk-up", "/v1/chat/completions", nil, map[string]string{
+		{"openai", config.ProviderOpenAI, "sk-up", "/v1/chat/completions", nil, map[string]string{
 			"Authorization": "Bearer sk-up", "X-Api-Key": "", "Anthropic-Version": "", "Content-Type": "application/json",
 		}},
-		{"compatible without key", attempt.OpenAICompatible, "", "/v1/chat/completions", nil, map[string]string{
+		{"compatible without key", config.ProviderOpenAICompatible, "", "/v1/chat/completions", nil, map[string]string{
 			"Authorization": "", "X-Api-Key": "",
 		}},
-		{"anthropic default version", attempt.Anthropic, "sk-ant", "/v1/messages", nil, map[string]string{
+		{"anthropic default version", config.ProviderAnthropic, "sk-ant", "/v1/messages", nil, map[string]string{
 			"X-Api-Key": "sk-ant", "Authorization": "", "Anthropic-Version": "2023-06-01",
 		}},
-		{"anthropic client version and beta kept", attempt.Anthropic, "sk-ant", "/v1/messages",
+		{"anthropic client version and beta kept", config.ProviderAnthropic, "sk-ant", "/v1/messages",
 			http.Header{"Anthropic-Version": {"2024-10-22"}, "Anthropic-Beta": {"tools-2024"}, "Content-Type": {"application/json; charset=utf-8"}},
 			map[string]string{"X-Api-Key": "sk-ant", "Anthropic-Version": "2024-10-22", "Anthropic-Beta": "tools-2024", "Content-Type": "application/json; charset=utf-8"}},
 	}
@@ -152,7 +153,7 @@ func TestPassthroughForwardsBytes(t *testing.T) {
 
 func TestPassthroughBasePrefix(t *testing.T) {
 	u := newUpstream(t, reply(200, nil, "{}"))
-	req := attemptTo(u, attempt.OpenAICompatible, "", "m", `{"model":"m"}`)
+	req := attemptTo(u, config.ProviderOpenAICompatible, "", "m", `{"model":"m"}`)
 	req.Provider.BaseURL = u.URL + "/openai/proxy"
 	lane().Do(context.Background(), req, httptest.NewRecorder())
 	if got := u.last(t).Path; got != "/openai/proxy/v1/chat/completions" {
@@ -172,7 +173,7 @@ func TestPassthroughModelRewrite(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			u := newUpstream(t, reply(200, nil, "{}"))
-			req := attemptTo(u, attempt.OpenAI, "k", tt.model, tt.body)
+			req := attemptTo(u, config.ProviderOpenAI, "k", tt.model, tt.body)
 			lane().Do(context.Background(), req, httptest.NewRecorder())
 			got := u.last(t)
 			if got.Body != tt.want {
@@ -200,7 +201,7 @@ func TestPassthroughNotCommitted(t *testing.T) {
 		t.Run(strconv.Itoa(tt.status), func(t *testing.T) {
 			body := `{"error":{"message":"provider says ` + strconv.Itoa(tt.status) + `"}}`
 			u := newUpstream(t, reply(tt.status, map[string]string{"Content-Type": "application/json", "Retry-After": "3"}, body))
-			res := lane().Do(context.Background(), attemptTo(u, attempt.OpenAI, "k", "m", `{"model":"m"}`), strictWriter{t})
+			res := lane().Do(context.Background(), attemptTo(u, config.ProviderOpenAI, "k", "m", `{"model":"m"}`), strictWriter{t})
 			if res.Committed || res.Retryable != tt.retryable || res.Status != tt.status {
 				t.Errorf("result = committed %v retryable %v status %d; want false %v %d",
 					res.Committed, res.Retryable, res.Status, tt.retryable, tt.status)
@@ -215,13 +216,13 @@ func TestPassthroughNotCommitted(t *testing.T) {
 func TestPassthroughNetworkError(t *testing.T) {
 	u := newUpstream(t, reply(200, nil, "{}"))
 	u.Close()
-	res := lane().Do(context.Background(), attemptTo(u, attempt.OpenAI, "k", "m", `{"model":"m"}`), strictWriter{t})
+	res := lane().Do(context.Background(), attemptTo(u, config.ProviderOpenAI, "k", "m", `{"model":"m"}`), strictWriter{t})
 	if res.Committed || !res.Retryable || res.Status != 0 || res.Err == nil {
 		t.Errorf("result = %+v, want uncommitted, retryable, status 0, with an error", res)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res = lane().Do(ctx, attemptTo(u, attempt.OpenAI, "k", "m", `{"model":"m"}`), strictWriter{t})
+	res = lane().Do(ctx, attemptTo(u, config.ProviderOpenAI, "k", "m", `{"model":"m"}`), strictWriter{t})
 	if res.Committed || res.Retryable {
 		t.Errorf("client gone: result = %+v, want not retryable", res)
 	}
@@ -367,7 +368,7 @@ func TestPassthroughSSEFlushesEachEvent(t *testing.T) {
 }
 
 func TestPassthroughSSECutMidStream(t *testing.T) {
-	for _, typ := range []attempt.ProviderType{attempt.OpenAI, attempt.Anthropic} {
+	for _, typ := range []config.ProviderType{config.ProviderOpenAI, config.ProviderAnthropic} {
 		t.Run(string(typ), func(t *testing.T) {
 			const first = "event: message_start\ndata: {\"type\":\"message_start\"}\n\n"
 			u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
@@ -392,7 +393,7 @@ func TestPassthroughSSECutMidStream(t *testing.T) {
 			}
 			tail := strings.TrimPrefix(got, first)
 			prefix := "data: "
-			if typ == attempt.Anthropic {
+			if typ == config.ProviderAnthropic {
 				prefix = "event: error\ndata: "
 			}
 			if !strings.HasPrefix(tail, prefix) || !strings.HasSuffix(tail, "\n\n") {
@@ -405,7 +406,7 @@ func TestPassthroughSSECutMidStream(t *testing.T) {
 			if err := json.Unmarshal([]byte(strings.TrimSuffix(strings.TrimPrefix(tail, prefix), "\n\n")), &ev); err != nil {
 				t.Fatalf("error event %q: %v", tail, err)
 			}
-			if ev.Error.Code != "upstream_stream_error" || (typ == attempt.Anthropic) != (ev.Type == "error") {
+			if ev.Error.Code != "upstream_stream_error" || (typ == config.ProviderAnthropic) != (ev.Type == "error") {
 				t.Errorf("error event = %q, want upstream_stream_error in the %s envelope", tail, typ)
 			}
 			if !rec.Flushed {
@@ -442,7 +443,7 @@ func TestPassthroughTruncatedJSONAborts(t *testing.T) {
 
 func TestPassthroughNilHeader(t *testing.T) {
 	u := newUpstream(t, reply(200, nil, "{}"))
-	req := attemptTo(u, attempt.OpenAI, "k", "m", `{"model":"m"}`)
+	req := attemptTo(u, config.ProviderOpenAI, "k", "m", `{"model":"m"}`)
 	req.Header = nil
 	defer func() {
 		if r := recover(); r != nil {
@@ -478,7 +479,7 @@ func TestPassthroughSSEWithoutFlusher(t *testing.T) {
 	var once sync.Once
 	u := newUpstream(t, sseHandler(events, release))
 	w := &noFlushWriter{h: http.Header{}, onWrite: func() { once.Do(func() { close(release) }) }}
-	res := lane().Do(context.Background(), attemptTo(u, attempt.OpenAI, "k", "m", `{"model":"m"}`), w)
+	res := lane().Do(context.Background(), attemptTo(u, config.ProviderOpenAI, "k", "m", `{"model":"m"}`), w)
 	once.Do(func() { close(release) })
 	if got := w.body.String(); got != strings.Join(events, "") {
 		if errors.Is(res.Err, http.ErrNotSupported) {

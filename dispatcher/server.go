@@ -98,9 +98,7 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 	next := make(map[string]*attempt.Provider, len(r.Providers))
 	errs := []error{decodeErr}
 	for id, p := range r.Providers {
-		switch p.Type {
-		case attempt.OpenAI, attempt.Anthropic, attempt.OpenAICompatible:
-		default:
+		if !p.Type.Dispatchable() {
 			errs = append(errs, fmt.Errorf("provider %q: type %s is not served by this dispatcher yet", id, p.Type))
 			continue
 		}

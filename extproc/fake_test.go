@@ -12,7 +12,6 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
 
-	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/vkey"
@@ -123,9 +122,9 @@ func testConfig(hash func(id string) string) *config.Config {
 	return &config.Config{
 		Version: config.Version,
 		Providers: []config.Provider{
-			{ID: "oa", Type: attempt.OpenAI, Models: []string{"gpt-4o", "gpt-4o-mini"}},
-			{ID: "an", Type: attempt.Anthropic, Models: []string{"claude-sonnet-4", "claude-haiku-4"}},
-			{ID: "local", Type: attempt.OpenAICompatible, BaseURL: "http://127.0.0.1:11434"},
+			{ID: "oa", Type: config.ProviderOpenAI, Models: []string{"gpt-4o", "gpt-4o-mini"}},
+			{ID: "an", Type: config.ProviderAnthropic, Models: []string{"claude-sonnet-4", "claude-haiku-4"}},
+			{ID: "local", Type: config.ProviderOpenAICompatible, BaseURL: "http://127.0.0.1:11434"},
 		},
 		Keys: []config.Key{
 			{

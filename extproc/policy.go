@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/vkey"
@@ -18,7 +17,6 @@ import (
 // compiled is the read-only form of the config that the hot path uses. It is built off the
 // hot path by compile and published with an atomic pointer swap.
 type compiled struct {
-	version string
 	// keys maps every accepted secret hash to its key: the current one, and during a
 	// rotation's grace the previous one.
 	keys map[vkey.Digest]*keyRef
@@ -26,8 +24,7 @@ type compiled struct {
 
 // keyRef is one accepted hash of a key.
 type keyRef struct {
-	digest vkey.Digest
-	key    *keyEntry
+	key *keyEntry
 	// until, when set, is when this hash stops working (a rotated-out secret).
 	until time.Time
 }
@@ -58,26 +55,17 @@ type keyEntry struct {
 	modelsAnthropic []byte
 }
 
-// dispatchable reports whether the dispatcher can serve a provider type yet.
-func dispatchable(t attempt.ProviderType) bool {
-	switch t {
-	case attempt.OpenAI, attempt.Anthropic, attempt.OpenAICompatible:
-		return true
-	}
-	return false
-}
-
 // compile builds the hot path's view of a snapshot. A key or provider that does not decode
 // is left out (and reported), never allowed to take the rest down.
 func compile(snap *config.Snapshot) (*compiled, error) {
 	r, decodeErr := snap.Decode()
 	providers := make(map[string]*providerEntry, len(r.Providers))
 	for id, p := range r.Providers {
-		if dispatchable(p.Type) {
+		if p.Type.Dispatchable() {
 			providers[id] = &providerEntry{id: id, models: p.Models}
 		}
 	}
-	out := &compiled{version: snap.Version, keys: make(map[vkey.Digest]*keyRef, len(r.Keys))}
+	out := &compiled{keys: make(map[vkey.Digest]*keyRef, len(r.Keys))}
 	var errs []error
 	if decodeErr != nil {
 		errs = append(errs, decodeErr)
@@ -96,10 +84,10 @@ func compile(snap *config.Snapshot) (*compiled, error) {
 		e.setTenant(r, k.Scope)
 		e.chain = keyChain(r, k, providers)
 		e.modelsOpenAI, e.modelsAnthropic = renderModels(e.listModels())
-		out.keys[d] = &keyRef{digest: d, key: e}
+		out.keys[d] = &keyRef{key: e}
 		if k.PreviousHash != "" && k.PreviousHashValidUntil != nil {
 			if pd, err := vkey.ParseDigest(k.PreviousHash); err == nil {
-				out.keys[pd] = &keyRef{digest: pd, key: e, until: *k.PreviousHashValidUntil}
+				out.keys[pd] = &keyRef{key: e, until: *k.PreviousHashValidUntil}
 			}
 		}
 	}

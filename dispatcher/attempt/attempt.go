@@ -6,31 +6,14 @@ package attempt
 import (
 	"net/http"
 
+	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
-
-// ProviderType names a provider implementation.
-type ProviderType string
-
-// Provider types supported so far.
-const (
-	OpenAI           ProviderType = "openai"
-	Anthropic        ProviderType = "anthropic"
-	OpenAICompatible ProviderType = "openai-compatible"
-)
-
-// Format returns the wire format the provider type speaks.
-func (t ProviderType) Format() wire.Format {
-	if t == Anthropic {
-		return wire.Anthropic
-	}
-	return wire.OpenAI
-}
 
 // Provider is one configured provider, compiled. Read-only once published.
 type Provider struct {
 	ID      string
-	Type    ProviderType
+	Type    config.ProviderType
 	BaseURL string // scheme://host[:port][/prefix], without a trailing slash or "/v1"
 	APIKey  string // secret: never log or render
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -98,7 +98,7 @@ func TestAnthropicClientOpenAIProviderNonStream(t *testing.T) {
 	}
 	e := newEngine(t)
 	for _, tc := range tests {
-		for _, pt := range []attempt.ProviderType{attempt.OpenAI, attempt.OpenAICompatible} {
+		for _, pt := range []config.ProviderType{config.ProviderOpenAI, config.ProviderOpenAICompatible} {
 			t.Run(tc.name+" "+string(pt), func(t *testing.T) {
 				up := newUpstream(t, jsonReply(200, tc.reply))
 				rec := httptest.NewRecorder()
@@ -158,7 +158,7 @@ func TestAnthropicClientOpenAIProviderStream(t *testing.T) {
 	e := newEngine(t)
 	up := newUpstream(t, sseReply(openAIStreamFrames, false))
 	rec := httptest.NewRecorder()
-	res := e.Do(context.Background(), request(wire.Anthropic, attempt.OpenAICompatible, up.URL, true, anthropicReq(true)), rec)
+	res := e.Do(context.Background(), request(wire.Anthropic, config.ProviderOpenAICompatible, up.URL, true, anthropicReq(true)), rec)
 	if !res.Committed || res.Status != 200 || res.Err != nil {
 		t.Fatalf("result %+v", res)
 	}
@@ -247,7 +247,7 @@ func TestAnthropicClientOpenAIStreamBreaksAfterCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newUpstream(t, sseReply(mid, tc.abort))
 			rec := httptest.NewRecorder()
-			res := e.Do(context.Background(), request(wire.Anthropic, attempt.OpenAI, up.URL, true, anthropicReq(true)), rec)
+			res := e.Do(context.Background(), request(wire.Anthropic, config.ProviderOpenAI, up.URL, true, anthropicReq(true)), rec)
 			if !res.Committed || res.Err == nil {
 				t.Fatalf("want committed with an error, got %+v", res)
 			}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -43,7 +43,7 @@ func TestOpenAIClientAnthropicProviderNonStream(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newUpstream(t, jsonReply(200, tc.reply))
-			req := request(wire.OpenAI, attempt.Anthropic, up.URL, false, openAIReq(false, ""))
+			req := request(wire.OpenAI, config.ProviderAnthropic, up.URL, false, openAIReq(false, ""))
 			req.Header.Set("anthropic-beta", "prompt-caching-2024-07-31")
 			rec := httptest.NewRecorder()
 			res := e.Do(context.Background(), req, rec)
@@ -123,7 +123,7 @@ func TestOpenAIClientAnthropicProviderStream(t *testing.T) {
 				extra = `"stream_options":{"include_usage":true},`
 			}
 			rec := httptest.NewRecorder()
-			res := e.Do(context.Background(), request(wire.OpenAI, attempt.Anthropic, up.URL, true, openAIReq(true, extra)), rec)
+			res := e.Do(context.Background(), request(wire.OpenAI, config.ProviderAnthropic, up.URL, true, openAIReq(true, extra)), rec)
 			if !res.Committed || res.Status != 200 || res.Err != nil {
 				t.Fatalf("result %+v", res)
 			}
@@ -221,7 +221,7 @@ func TestOpenAIClientAnthropicStreamBreaksAfterCommit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newUpstream(t, sseReply(tc.reply(), tc.abort))
 			rec := httptest.NewRecorder()
-			res := e.Do(context.Background(), request(wire.OpenAI, attempt.Anthropic, up.URL, true, openAIReq(true, "")), rec)
+			res := e.Do(context.Background(), request(wire.OpenAI, config.ProviderAnthropic, up.URL, true, openAIReq(true, "")), rec)
 			if !res.Committed || res.Err == nil {
 				t.Fatalf("want committed with an error, got %+v", res)
 			}

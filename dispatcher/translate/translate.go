@@ -22,6 +22,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/apierror"
+	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -119,7 +120,7 @@ type streamRenderer interface {
 func pick(req *attempt.Request) (direction, bool) {
 	switch {
 	case req.ClientFormat == wire.OpenAI && req.Endpoint == wire.ChatCompletions &&
-		req.Provider.Type == attempt.Anthropic:
+		req.Provider.Type == config.ProviderAnthropic:
 		return direction{parse: parseOpenAIChat, upstream: schemas.Anthropic, path: "/v1/messages",
 			render: renderOpenAIChat, newStream: newOpenAIStream}, true
 	case req.ClientFormat == wire.Anthropic && req.Endpoint == wire.Messages &&

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -105,7 +106,7 @@ func sseReply(frames []string, abort bool) http.HandlerFunc {
 	}
 }
 
-func request(format wire.Format, pt attempt.ProviderType, baseURL string, stream bool, body string) *attempt.Request {
+func request(format wire.Format, pt config.ProviderType, baseURL string, stream bool, body string) *attempt.Request {
 	ep := wire.ChatCompletions
 	if format == wire.Anthropic {
 		ep = wire.Messages
@@ -224,31 +225,31 @@ func TestUpstreamErrorsBeforeCommit(t *testing.T) {
 	tests := []struct {
 		name      string
 		client    wire.Format
-		provider  attempt.ProviderType
+		provider  config.ProviderType
 		reply     http.HandlerFunc
 		status    int
 		retryable bool
 		message   string
 	}{
-		{"openai client, anthropic 429", wire.OpenAI, attempt.Anthropic,
+		{"openai client, anthropic 429", wire.OpenAI, config.ProviderAnthropic,
 			jsonReply(429, antErr("rate_limit_error", "Slow down please"), "retry-after", "7"), 429, true, "Slow down please"},
-		{"openai client, anthropic 529", wire.OpenAI, attempt.Anthropic,
+		{"openai client, anthropic 529", wire.OpenAI, config.ProviderAnthropic,
 			jsonReply(529, antErr("overloaded_error", "Overloaded")), 529, true, "Overloaded"},
-		{"openai client, anthropic 503 html", wire.OpenAI, attempt.Anthropic,
+		{"openai client, anthropic 503 html", wire.OpenAI, config.ProviderAnthropic,
 			func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "text/html")
 				w.WriteHeader(503)
 				_, _ = io.WriteString(w, "<html>bad gateway</html>")
 			}, 503, true, ""},
-		{"openai client, anthropic 400", wire.OpenAI, attempt.Anthropic,
+		{"openai client, anthropic 400", wire.OpenAI, config.ProviderAnthropic,
 			jsonReply(400, antErr("invalid_request_error", "max_tokens: too large")), 400, false, "max_tokens: too large"},
-		{"anthropic client, openai 429", wire.Anthropic, attempt.OpenAI,
+		{"anthropic client, openai 429", wire.Anthropic, config.ProviderOpenAI,
 			jsonReply(429, oaiErr("rate_limit_exceeded", "Rate limit reached"), "retry-after-ms", "250"), 429, true, "Rate limit reached"},
-		{"anthropic client, openai-compatible 503", wire.Anthropic, attempt.OpenAICompatible,
+		{"anthropic client, openai-compatible 503", wire.Anthropic, config.ProviderOpenAICompatible,
 			jsonReply(503, oaiErr("server_error", "The engine is currently overloaded")), 503, true, "The engine is currently overloaded"},
-		{"anthropic client, openai 400", wire.Anthropic, attempt.OpenAI,
+		{"anthropic client, openai 400", wire.Anthropic, config.ProviderOpenAI,
 			jsonReply(400, oaiErr("invalid_request_error", "Unknown parameter")), 400, false, "Unknown parameter"},
-		{"anthropic client, openai 401", wire.Anthropic, attempt.OpenAI,
+		{"anthropic client, openai 401", wire.Anthropic, config.ProviderOpenAI,
 			jsonReply(401, oaiErr("invalid_request_error", "Incorrect API key provided")), 401, false, "Incorrect API key provided"},
 	}
 	for _, tc := range tests {
@@ -316,10 +317,10 @@ func TestNetworkErrorIsRetryable(t *testing.T) {
 	ln.Close() // nothing listens here now
 	for _, stream := range []bool{false, true} {
 		for _, client := range []wire.Format{wire.OpenAI, wire.Anthropic} {
-			pt := attempt.Anthropic
+			pt := config.ProviderAnthropic
 			body := `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
 			if client == wire.Anthropic {
-				pt = attempt.OpenAI
+				pt = config.ProviderOpenAI
 				body = `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`
 			}
 			rec := httptest.NewRecorder()
@@ -341,10 +342,10 @@ func TestRequestsTheLaneCannotServe(t *testing.T) {
 		status    int
 		retryable bool
 	}{
-		{"same format is not a translation", request(wire.OpenAI, attempt.OpenAI, "http://127.0.0.1:1", false,
+		{"same format is not a translation", request(wire.OpenAI, config.ProviderOpenAI, "http://127.0.0.1:1", false,
 			`{"model":"m","messages":[{"role":"user","content":"hi"}]}`), 501, true},
-		{"malformed body", request(wire.OpenAI, attempt.Anthropic, "http://127.0.0.1:1", false, `{"model":`), 400, false},
-		{"no messages", request(wire.Anthropic, attempt.OpenAI, "http://127.0.0.1:1", false,
+		{"malformed body", request(wire.OpenAI, config.ProviderAnthropic, "http://127.0.0.1:1", false, `{"model":`), 400, false},
+		{"no messages", request(wire.Anthropic, config.ProviderOpenAI, "http://127.0.0.1:1", false,
 			`{"model":"m","max_tokens":5,"messages":[]}`), 400, false},
 	}
 	for _, tc := range tests {
@@ -378,7 +379,7 @@ func TestClientGoneMidStream(t *testing.T) {
 	rec := httptest.NewRecorder()
 	done := make(chan attempt.Result)
 	go func() {
-		done <- e.Do(ctx, request(wire.OpenAI, attempt.Anthropic, up.URL, true, openAIReq(true, "")), rec)
+		done <- e.Do(ctx, request(wire.OpenAI, config.ProviderAnthropic, up.URL, true, openAIReq(true, "")), rec)
 	}()
 	time.Sleep(300 * time.Millisecond)
 	cancel()

@@ -13,7 +13,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 )
 
@@ -29,8 +28,8 @@ type Config struct {
 
 // Provider is one model provider.
 type Provider struct {
-	ID   string               `json:"id"`
-	Type attempt.ProviderType `json:"type"`
+	ID   string       `json:"id"`
+	Type ProviderType `json:"type"`
 	// BaseURL is scheme://host[:port][/prefix] without "/v1"; empty means the type's public API.
 	BaseURL string `json:"base_url,omitempty"`
 	// APIKeyEnv names the environment variable holding the credential. Config files never hold
@@ -127,8 +126,8 @@ func (c *Config) Validate() error {
 		}
 		providers[p.ID] = true
 		switch p.Type {
-		case attempt.OpenAI, attempt.Anthropic:
-		case attempt.OpenAICompatible:
+		case ProviderOpenAI, ProviderAnthropic:
+		case ProviderOpenAICompatible:
 			if p.BaseURL == "" {
 				errs = append(errs, fmt.Errorf("provider %q: base_url is required for openai-compatible", p.ID))
 			}
@@ -167,8 +166,8 @@ func (c *Config) Validate() error {
 }
 
 // DefaultBaseURL is the public API of a provider type.
-func DefaultBaseURL(t attempt.ProviderType) string {
-	if t == attempt.Anthropic {
+func DefaultBaseURL(t ProviderType) string {
+	if t == ProviderAnthropic {
 		return "https://api.anthropic.com"
 	}
 	return "https://api.openai.com"

@@ -8,8 +8,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 )
 
 var (
@@ -21,9 +19,9 @@ func validDataPlaneConfig() *Config {
 	return &Config{
 		Version: Version,
 		Providers: []Provider{
-			{ID: "oa", Type: attempt.OpenAI, APIKeyEnv: "OPENAI_API_KEY", Models: []string{"gpt-4o"}},
-			{ID: "an", Type: attempt.Anthropic, BaseURL: "https://anthropic.internal:8443/prefix"},
-			{ID: "local", Type: attempt.OpenAICompatible, BaseURL: "http://127.0.0.1:11434"},
+			{ID: "oa", Type: ProviderOpenAI, APIKeyEnv: "OPENAI_API_KEY", Models: []string{"gpt-4o"}},
+			{ID: "an", Type: ProviderAnthropic, BaseURL: "https://anthropic.internal:8443/prefix"},
+			{ID: "local", Type: ProviderOpenAICompatible, BaseURL: "http://127.0.0.1:11434"},
 		},
 		Keys: []Key{
 			{ID: "vk_one", Hash: dpHashA, Providers: []string{"oa", "an"},
@@ -82,10 +80,10 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c := &Config{
 		Version: 7,
 		Providers: []Provider{
-			{ID: "", Type: attempt.OpenAI},
+			{ID: "", Type: ProviderOpenAI},
 			{ID: "p", Type: "gemini"},
-			{ID: "p", Type: attempt.OpenAICompatible},
-			{ID: "q", Type: attempt.Anthropic, BaseURL: "gopher://x"},
+			{ID: "p", Type: ProviderOpenAICompatible},
+			{ID: "q", Type: ProviderAnthropic, BaseURL: "gopher://x"},
 		},
 		Keys: []Key{
 			{ID: "bad", Hash: dpHashA},
@@ -255,11 +253,11 @@ func TestLoadFileErrors(t *testing.T) {
 
 func TestDefaultBaseURL(t *testing.T) {
 	tests := []struct {
-		t    attempt.ProviderType
+		t    ProviderType
 		want string
 	}{
-		{attempt.OpenAI, "https://api.openai.com"},
-		{attempt.Anthropic, "https://api.anthropic.com"},
+		{ProviderOpenAI, "https://api.openai.com"},
+		{ProviderAnthropic, "https://api.anthropic.com"},
 	}
 	for _, tt := range tests {
 		if got := DefaultBaseURL(tt.t); got != tt.want {

@@ -10,23 +10,46 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/secretbox"
+	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
-// Provider types the control plane accepts, beyond the ones attempt defines (openai,
-// anthropic, openai-compatible). The dispatcher serves these through its translation lane.
+// ProviderType names a provider implementation.
+type ProviderType string
+
+// Provider types a ModelProvider may have.
 const (
-	ProviderAzure   attempt.ProviderType = "azure"
-	ProviderBedrock attempt.ProviderType = "bedrock"
-	ProviderVertex  attempt.ProviderType = "vertex"
-	ProviderGemini  attempt.ProviderType = "gemini"
+	ProviderOpenAI           ProviderType = "openai"
+	ProviderAnthropic        ProviderType = "anthropic"
+	ProviderOpenAICompatible ProviderType = "openai-compatible"
+	ProviderAzure            ProviderType = "azure"
+	ProviderBedrock          ProviderType = "bedrock"
+	ProviderVertex           ProviderType = "vertex"
+	ProviderGemini           ProviderType = "gemini"
 )
 
 // ProviderTypes lists every provider type a ModelProvider may have.
-func ProviderTypes() []attempt.ProviderType {
-	return []attempt.ProviderType{attempt.OpenAI, attempt.Anthropic, ProviderAzure, ProviderBedrock,
-		ProviderVertex, ProviderGemini, attempt.OpenAICompatible}
+func ProviderTypes() []ProviderType {
+	return []ProviderType{ProviderOpenAI, ProviderAnthropic, ProviderAzure, ProviderBedrock,
+		ProviderVertex, ProviderGemini, ProviderOpenAICompatible}
+}
+
+// Format returns the wire format the provider type speaks natively.
+func (t ProviderType) Format() wire.Format {
+	if t == ProviderAnthropic {
+		return wire.Anthropic
+	}
+	return wire.OpenAI
+}
+
+// Dispatchable reports whether the dispatcher serves this type yet: the others are stored
+// and distributed, but left out of chains until their lane exists.
+func (t ProviderType) Dispatchable() bool {
+	switch t {
+	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible:
+		return true
+	}
+	return false
 }
 
 // RateLimits caps traffic; zero means no limit.
@@ -56,9 +79,9 @@ func (r RateLimits) Validate() error {
 // ModelProvider is one upstream account: a provider type, where to reach it and the
 // credential to use, sealed under the master key.
 type ModelProvider struct {
-	ID   string               `json:"id"`
-	Name string               `json:"name"`
-	Type attempt.ProviderType `json:"type"`
+	ID   string       `json:"id"`
+	Name string       `json:"name"`
+	Type ProviderType `json:"type"`
 	// BaseURL overrides the type's public endpoint; required for openai-compatible and azure.
 	BaseURL string `json:"base_url,omitempty"`
 	// Credentials is the API key (or, for bedrock and vertex, the credential document),
@@ -107,7 +130,7 @@ func (p *ModelProvider) Validate() error {
 	if !known {
 		errs = append(errs, fmt.Errorf("model provider %s: unknown type %q", p.ID, p.Type))
 	}
-	if p.BaseURL == "" && (p.Type == attempt.OpenAICompatible || p.Type == ProviderAzure) {
+	if p.BaseURL == "" && (p.Type == ProviderOpenAICompatible || p.Type == ProviderAzure) {
 		errs = append(errs, fmt.Errorf("model provider %s: base_url is required for %s", p.ID, p.Type))
 	}
 	if p.BaseURL != "" {

@@ -108,9 +108,6 @@ func ParseDigest(s string) (Digest, error) {
 	return d, nil
 }
 
-// Equal compares two digests in constant time.
-func Equal(a, b Digest) bool { return hmac.Equal(a[:], b[:]) }
-
 // DisplayPrefix is the short, non-secret part of a secret shown in listings.
 func DisplayPrefix(secret string) string {
 	n := len(Prefix) + 4
