@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -253,7 +254,8 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 	g.go_("xds", logger, cancel, func() error { return xs.Serve(ctx, xLis) })
 
 	// Envoy, as a child configured entirely over ADS.
-	proc, adminAddr, err := startEnvoy(ctx, g, logger, cancel, f, runDir, xLis.Addr().String(), stderr)
+	var stopping atomic.Bool
+	proc, adminAddr, err := startEnvoy(ctx, g, logger, cancel, f, runDir, xLis.Addr().String(), stderr, &stopping)
 	if err != nil {
 		return err
 	}
@@ -281,6 +283,7 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 	case <-ctx.Done(): // a component failed
 	}
 	logger.Info("sluice: shutting down")
+	stopping.Store(true)
 	if err := proc.Stop(10 * time.Second); err != nil {
 		logger.Warn("envoy did not stop cleanly", "err", err)
 	}
@@ -290,7 +293,8 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 }
 
 // startEnvoy starts Envoy as a child of this process and returns it with its admin address.
-func startEnvoy(ctx context.Context, g *group, logger *slog.Logger, cancel context.CancelFunc, f serveFlags, runDir, xdsAddr string, out io.Writer) (*envoy.Process, string, error) {
+// stopping is set before Envoy is stopped on purpose, so its exit is not taken for a crash.
+func startEnvoy(ctx context.Context, g *group, logger *slog.Logger, cancel context.CancelFunc, f serveFlags, runDir, xdsAddr string, out io.Writer, stopping *atomic.Bool) (*envoy.Process, string, error) {
 	bin := f.envoyBin
 	var err error
 	if bin == "" {
@@ -314,7 +318,7 @@ func startEnvoy(ctx context.Context, g *group, logger *slog.Logger, cancel conte
 	}
 	g.go_("envoy", logger, cancel, func() error {
 		err := proc.Wait()
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || stopping.Load() {
 			return nil
 		}
 		return fmt.Errorf("exited unexpectedly: %v", err)
