@@ -119,6 +119,7 @@ func (s *Server) routes() {
 		s.handle("POST /v1/virtual-keys/{id}/"+a.name, permVirtualKeys, verbUpdate,
 			func(w http.ResponseWriter, r *http.Request) error { return s.keyAction(w, r, a) })
 	}
+	s.handle("POST /v1/model-providers/rewrap", permModelProviders, verbUpdate, s.rewrapProviders)
 	s.handle("POST /v1/api-tokens", permAPITokens, verbCreate, s.createToken)
 	s.handle("GET /v1/api-tokens", permAPITokens, verbRead, s.listTokens)
 	s.handle("GET /v1/api-tokens/{id}", permAPITokens, verbRead, s.getToken)

@@ -1,8 +1,14 @@
 package admin
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/secretbox"
 )
 
 // A stored credential belongs to the endpoint it was given for, and a provider can never
@@ -48,5 +54,46 @@ func TestChildTokenCannotOutliveParent(t *testing.T) {
 	}
 	if got := mint(map[string]any{"expires_at": e.clock().Add(30 * time.Minute)}); got != 201 {
 		t.Errorf("child within its parent's life: %d, want 201", got)
+	}
+}
+
+// TestMasterKeyRotation: with a new primary master key added (the old one kept for
+// reading), rewrap re-seals every credential under it, after which the old key can go.
+func TestMasterKeyRotation(t *testing.T) {
+	e := newEnv(t)
+	e.must(201, "POST", "/v1/model-providers", map[string]any{"id": "a", "name": "a", "type": "openai", "api_key": "sk-a"})
+	e.must(201, "POST", "/v1/model-providers", map[string]any{"id": "b", "name": "b", "type": "openai"}) // no credential
+
+	k1 := bytes.Repeat([]byte{7}, 32) // newEnv's key
+	k2 := bytes.Repeat([]byte{9}, 32)
+	both, err := secretbox.NewKeyring("k2", map[string][]byte{"k1": k1, "k2": k2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ts.Close()
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.keyring = both
+	e.open(nil)
+	if got := e.must(200, "POST", "/v1/model-providers/rewrap", nil); got.obj["rewrapped"] != float64(1) {
+		t.Fatalf("rewrap: %s, want 1 credential rewrapped", got.raw)
+	}
+	if got := e.must(200, "POST", "/v1/model-providers/rewrap", nil); got.obj["rewrapped"] != float64(0) {
+		t.Fatalf("second rewrap: %s, want nothing left to do", got.raw)
+	}
+	// The old key is gone; the credential still opens.
+	only2, _ := secretbox.NewKeyring("k2", map[string][]byte{"k2": k2})
+	doc, err := e.store.Get(context.Background(), config.KindModelProvider, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mp config.ModelProvider
+	if err := json.Unmarshal(doc.Value, &mp); err != nil {
+		t.Fatal(err)
+	}
+	pt, err := only2.Open(mp.Credentials, config.CredentialsAAD("a"))
+	if err != nil || string(pt) != "sk-a" {
+		t.Fatalf("after rewrap, open with the new key alone: %q, %v", pt, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -108,5 +109,37 @@ func (s *Server) each(ctx context.Context, kind config.Kind, fn func(config.Reso
 			fn(res)
 		}
 	}
+	return nil
+}
+
+// rewrapProviders re-seals under the keyring's primary key every provider credential sealed
+// under another one, so that after a master-key rotation (new primary first, old key kept for
+// reading) the old key can be retired. It is idempotent: run it until it rewraps nothing.
+func (s *Server) rewrapProviders(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	docs, err := s.store.List(ctx, config.KindModelProvider)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, d := range docs {
+		var mp config.ModelProvider
+		if err := json.Unmarshal(d.Value, &mp); err != nil {
+			return fmt.Errorf("model provider %s: %w", d.ID, err)
+		}
+		if mp.Credentials.IsZero() || mp.Credentials.KeyID == s.keyring.PrimaryID() {
+			continue
+		}
+		sealed, err := s.keyring.Rewrap(mp.Credentials, config.CredentialsAAD(mp.ID))
+		if err != nil {
+			return fmt.Errorf("model provider %s: %w", mp.ID, err)
+		}
+		mp.Credentials, mp.UpdatedAt = sealed, s.now().UTC()
+		if _, err := s.store.Put(ctx, config.KindModelProvider, mp.ID, mustJSON(&mp), d.Revision); err != nil {
+			return storeError(err, "model provider", mp.ID)
+		}
+		n++
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rewrapped": n, "primary_key_id": s.keyring.PrimaryID()})
 	return nil
 }

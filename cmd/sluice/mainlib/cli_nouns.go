@@ -62,7 +62,7 @@ var keysNoun = &noun{name: "virtual-keys", summary: "client keys: the secret is 
 }
 
 var providersNoun = &noun{name: "model-providers", summary: "upstream accounts; credentials are write-only",
-	verbs: []string{"create", "get", "list", "update", "delete"}, apiKey: true,
+	verbs: []string{"create", "get", "list", "update", "delete", "rewrap"}, apiKey: true,
 	fields: []cliField{nameField, scopeField,
 		{flag: "type", json: "type", usage: "openai, anthropic, azure, bedrock, vertex, gemini or openai-compatible"},
 		{flag: "base-url", json: "base_url", usage: "base URL (required for openai-compatible and azure)"},
@@ -170,7 +170,7 @@ func runNoun(ctx context.Context, n *noun, args []string, stdout, stderr io.Writ
 	if err := out.check(); err != nil {
 		return err
 	}
-	withID := verb != "create" && verb != "list"
+	withID := verb != "create" && verb != "list" && verb != "rewrap"
 	switch {
 	case withID && len(pos) != 1:
 		return fmt.Errorf("usage: sluice %s %s <id> [flags]", n.name, verb)
@@ -201,6 +201,17 @@ func runNoun(ctx context.Context, n *noun, args []string, stdout, stderr io.Writ
 		path = base + "/" + url.PathEscape(pos[0])
 	}
 	switch verb {
+	case "rewrap": // re-seal credentials under the current primary master key
+		v, err := c.do(ctx, "POST", base+"/rewrap", nil)
+		if err != nil {
+			return err
+		}
+		if out.format == "json" {
+			return out.json(v)
+		}
+		m, _ := v.(map[string]any)
+		fmt.Fprintf(stdout, "rewrapped %v credentials under key %v\n", m["rewrapped"], m["primary_key_id"])
+		return nil
 	case "create":
 		v, err := c.do(ctx, "POST", base, body)
 		if err != nil {
