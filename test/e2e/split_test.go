@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sluice-gateway/sluice/envoy"
 	"github.com/sluice-gateway/sluice/internal/fakeprovider"
@@ -97,6 +102,7 @@ func TestSplitDeployment(t *testing.T) {
 	for _, r := range reps {
 		startEnvoy(t, r)
 	}
+	checkProbes(t, "http://"+dispatcher, "http://"+reps[0].admin, reps[0].extproc)
 
 	// Configure through replica a's admin API: the provider's credential is sealed in Redis
 	// and opened by the dispatcher with the master key.
@@ -245,5 +251,32 @@ func startEnvoy(t *testing.T, r *replica) {
 	}
 	if err := envoy.WaitListener(readyCtx, r.listen); err != nil {
 		t.Fatalf("envoy-%s listener: %v", r.name, err)
+	}
+}
+
+// checkProbes asserts the readiness endpoints the Helm chart wires probes to: the
+// dispatcher's and the admin port's /healthz and /readyz, and extproc's gRPC health service.
+func checkProbes(t *testing.T, dispatcherURL, adminURL, extprocAddr string) {
+	t.Helper()
+	for _, u := range []string{dispatcherURL + "/healthz", dispatcherURL + "/readyz", adminURL + "/healthz", adminURL + "/readyz"} {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatalf("probe %s: %v", u, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("probe %s: %d", u, resp.StatusCode)
+		}
+	}
+	conn, err := grpc.NewClient(extprocAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("extproc health: %v, %v", res.GetStatus(), err)
 	}
 }

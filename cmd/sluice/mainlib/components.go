@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sluice-gateway/sluice/dispatcher"
 	"github.com/sluice-gateway/sluice/dispatcher/translate"
@@ -100,7 +102,21 @@ func startControlPlane(ctx context.Context, g *group, logger *slog.Logger, cance
 	if err != nil {
 		return nil, fmt.Errorf("admin listener: %w", err)
 	}
-	serveHTTP(ctx, g, "admin", logger, cancel, &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}, aLis)
+	// Probes, unauthenticated and secret-free: live while serving, ready while the store
+	// answers.
+	mux := http.NewServeMux()
+	mux.Handle("/", adm)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, rcancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer rcancel()
+		if _, err := o.store.Revision(rctx); err != nil {
+			http.Error(w, "config store unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	serveHTTP(ctx, g, "admin", logger, cancel, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, aLis)
 	g.wg.Go(func() { adm.RunSweeper(ctx, 5*time.Minute) })
 
 	fs, err := fleet.NewServer(fleet.ServerConfig{Store: o.store, Logger: logger.With("component", "fleet"), Token: o.fleetToken})
@@ -197,6 +213,23 @@ func startExtproc(ctx context.Context, g *group, logger *slog.Logger, cancel con
 	// Envoy sends whole buffered bodies (up to 32 MiB) in one message.
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20))
 	ep.Register(gs)
+	// The standard gRPC health service (Kubernetes grpc probes): SERVING once a config is
+	// loaded, NOT_SERVING while shutting down.
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
+	g.wg.Go(func() {
+		if c != nil {
+			select {
+			case <-c.Ready():
+			case <-ctx.Done():
+				return
+			}
+		}
+		hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+		<-ctx.Done()
+		hs.Shutdown()
+	})
 	serveGRPC(ctx, g, "extproc", logger, cancel, gs, lis)
 	return c, nil
 }
@@ -233,8 +266,23 @@ func startDispatcher(ctx context.Context, g *group, logger *slog.Logger, cancel 
 	if err != nil {
 		return "", nil, fmt.Errorf("dispatcher listener: %w", err)
 	}
+	// Probes live beside the API; Envoy routes only /v1/ here, so clients never see them.
+	mux := http.NewServeMux()
+	mux.Handle("/", disp)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if c != nil {
+			select {
+			case <-c.Ready():
+			default:
+				http.Error(w, "no configuration yet", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	})
 	serveHTTP(ctx, g, "dispatcher", logger, cancel,
-		&http.Server{Handler: disp, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}, lis)
+		&http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}, lis)
 	return lis.Addr().String(), c, nil
 }
 
