@@ -27,7 +27,7 @@ import (
 type replica struct {
 	name                               string
 	admin, fleet, ads, listen, extproc string
-	envoyAdmin, stateDir               string
+	envoyAdmin, stateDir, health       string
 	xds, ep                            *proc
 	url                                string
 	adminAPI                           adminAPI
@@ -71,7 +71,7 @@ func TestSplitDeployment(t *testing.T) {
 	dispatcher := port()
 	reps := []*replica{{name: "a"}, {name: "b"}}
 	for _, r := range reps {
-		r.admin, r.fleet, r.ads, r.listen, r.extproc, r.envoyAdmin = port(), port(), port(), port(), port(), port()
+		r.admin, r.fleet, r.ads, r.listen, r.extproc, r.envoyAdmin, r.health = port(), port(), port(), port(), port(), port(), port()
 		r.stateDir = filepath.Join(dir, "extproc-"+r.name)
 		r.url = "http://" + r.listen
 		r.adminAPI = adminAPI{url: "http://" + r.admin, token: adminToken}
@@ -85,7 +85,7 @@ func TestSplitDeployment(t *testing.T) {
 	}
 	startExtproc := func(r *replica) {
 		r.ep = startProc(t, "extproc-"+r.name, "sluice extproc: ready", env, bin, "extproc",
-			"--listen", r.extproc, "--xds", r.fleet, "--state-dir", r.stateDir)
+			"--listen", r.extproc, "--health-listen", r.health, "--xds", r.fleet, "--state-dir", r.stateDir)
 		procs = append(procs, r.ep)
 	}
 	for _, r := range reps {
@@ -102,7 +102,7 @@ func TestSplitDeployment(t *testing.T) {
 	for _, r := range reps {
 		startEnvoy(t, r)
 	}
-	checkProbes(t, "http://"+dispatcher, "http://"+reps[0].admin, reps[0].extproc)
+	checkProbes(t, "http://"+dispatcher, "http://"+reps[0].admin, "http://"+reps[0].health, reps[0].extproc)
 
 	// Configure through replica a's admin API: the provider's credential is sealed in Redis
 	// and opened by the dispatcher with the master key.
@@ -256,9 +256,10 @@ func startEnvoy(t *testing.T, r *replica) {
 
 // checkProbes asserts the readiness endpoints the Helm chart wires probes to: the
 // dispatcher's and the admin port's /healthz and /readyz, and extproc's gRPC health service.
-func checkProbes(t *testing.T, dispatcherURL, adminURL, extprocAddr string) {
+func checkProbes(t *testing.T, dispatcherURL, adminURL, extprocHealthURL, extprocAddr string) {
 	t.Helper()
-	for _, u := range []string{dispatcherURL + "/healthz", dispatcherURL + "/readyz", adminURL + "/healthz", adminURL + "/readyz"} {
+	for _, u := range []string{dispatcherURL + "/healthz", dispatcherURL + "/readyz", adminURL + "/healthz",
+		adminURL + "/readyz", extprocHealthURL + "/healthz", extprocHealthURL + "/readyz"} {
 		resp, err := http.Get(u)
 		if err != nil {
 			t.Fatalf("probe %s: %v", u, err)

@@ -187,10 +187,11 @@ func (r resolver) ResolveKeyHash(ctx context.Context, hexHash string) (bool, err
 }
 
 type extprocOptions struct {
-	listen string // "unix:/path" or host:port
-	hasher *vkey.Hasher
-	signer *ctxtoken.Signer
-	source source
+	listen       string // "unix:/path" or host:port
+	healthListen string // optional HTTP /healthz and /readyz, for probes that cannot speak to a socket
+	hasher       *vkey.Hasher
+	signer       *ctxtoken.Signer
+	source       source
 }
 
 // startExtproc serves ext_proc and returns the fleet client (nil when static).
@@ -231,7 +232,32 @@ func startExtproc(ctx context.Context, g *group, logger *slog.Logger, cancel con
 		hs.Shutdown()
 	})
 	serveGRPC(ctx, g, "extproc", logger, cancel, gs, lis)
+	if o.healthListen != "" {
+		hLis, err := listen(o.healthListen)
+		if err != nil {
+			return nil, fmt.Errorf("extproc health listener: %w", err)
+		}
+		serveHTTP(ctx, g, "extproc-health", logger, cancel, &http.Server{Handler: probes(c), ReadHeaderTimeout: 5 * time.Second}, hLis)
+	}
 	return c, nil
+}
+
+// probes answers /healthz (the process serves) and /readyz (it holds a config).
+func probes(c *fleet.Client) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if c != nil {
+			select {
+			case <-c.Ready():
+			default:
+				http.Error(w, "no configuration yet", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	return mux
 }
 
 type dispatcherOptions struct {
@@ -267,20 +293,8 @@ func startDispatcher(ctx context.Context, g *group, logger *slog.Logger, cancel 
 		return "", nil, fmt.Errorf("dispatcher listener: %w", err)
 	}
 	// Probes live beside the API; Envoy routes only /v1/ here, so clients never see them.
-	mux := http.NewServeMux()
+	mux := probes(c)
 	mux.Handle("/", disp)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if c != nil {
-			select {
-			case <-c.Ready():
-			default:
-				http.Error(w, "no configuration yet", http.StatusServiceUnavailable)
-				return
-			}
-		}
-		w.WriteHeader(http.StatusOK)
-	})
 	serveHTTP(ctx, g, "dispatcher", logger, cancel,
 		&http.Server{Handler: mux, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute}, lis)
 	return lis.Addr().String(), c, nil

@@ -23,11 +23,22 @@ const (
 	envFleetToken = "SLUICE_FLEET_TOKEN"
 )
 
-// stateSecret returns the secret from env if set, else from dir/name, generating it there
-// when absent. dir == "" disables generation.
+// stateSecret returns the secret from env if set, else from the file env_FILE names (a
+// mounted Secret), else from dir/name, generating it there when absent. dir == "" disables
+// generation.
 func stateSecret(env, dir, name string) (string, error) {
 	if v := strings.TrimSpace(os.Getenv(env)); v != "" {
 		return v, nil
+	}
+	if path := os.Getenv(env + "_FILE"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("%s_FILE: %w", env, err)
+		}
+		if v := strings.TrimSpace(string(b)); v != "" {
+			return v, nil
+		}
+		return "", fmt.Errorf("%s_FILE: %s is empty", env, path)
 	}
 	if dir == "" {
 		return "", fmt.Errorf("%s is not set", env)

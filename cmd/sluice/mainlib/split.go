@@ -15,7 +15,7 @@ import (
 
 // The split deployment: `sluice xds`, `sluice extproc` and `sluice dispatcher` as separate
 // processes (the Helm chart's shape). Secrets come from the environment only (a generated
-// one would differ between replicas):
+// one would differ between replicas), each as VAR or as VAR_FILE naming a mounted file:
 //
 //	xds:        SLUICE_PEPPER, SLUICE_MASTER_KEY, SLUICE_ADMIN_TOKEN, SLUICE_FLEET_TOKEN
 //	extproc:    SLUICE_PEPPER, SLUICE_CTX_KEY, SLUICE_FLEET_TOKEN
@@ -145,11 +145,12 @@ func fleetSource(addr, stateDir, name string) (source, error) {
 
 func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
-	var listenAddr, xdsAddr string
+	var listenAddr, healthAddr, xdsAddr string
 	fs := flag.NewFlagSet("extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
 	fs.StringVar(&listenAddr, "listen", "unix:/var/run/sluice/extproc.sock", "ext_proc gRPC address (unix:/path or host:port)")
+	fs.StringVar(&healthAddr, "health-listen", "", "HTTP /healthz and /readyz for probes (e.g. :9003); gRPC health is always on the ext_proc address")
 	fs.StringVar(&xdsAddr, "xds", "127.0.0.1:9001", "the control plane's fleet address")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -167,7 +168,8 @@ func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		_, err = startExtproc(ctx, g, logger, cancel, extprocOptions{listen: listenAddr, hasher: hasher, signer: signer, source: src})
+		_, err = startExtproc(ctx, g, logger, cancel, extprocOptions{listen: listenAddr, healthListen: healthAddr,
+			hasher: hasher, signer: signer, source: src})
 		return err
 	})
 }
