@@ -213,3 +213,12 @@ func TestNewIDSortsByTime(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkHasherSum(b *testing.B) {
+	h, _ := NewHasher([]byte("pepper-0123456789-0123456789-0123456789"))
+	secret, _ := NewSecret()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = h.Sum(secret)
+	}
+}
