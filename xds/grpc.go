@@ -7,6 +7,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	extensionservice "github.com/envoyproxy/go-control-plane/envoy/service/extension/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -15,7 +16,8 @@ import (
 )
 
 // xdsServices binds go-control-plane's SotW and delta stream handlers to the
-// ADS, CDS, LDS and RDS gRPC services.
+// ADS, CDS, LDS, RDS and ECDS gRPC services. ECDS on a stream of its own
+// serves drop-in Envoys, whose ADS belongs to another control plane.
 //
 // Why not go-control-plane's pkg/server/v3: it imports the separate
 // go-control-plane/ratelimit module (for RLS config discovery), which is not
@@ -26,16 +28,18 @@ type xdsServices struct {
 	clusterservice.UnimplementedClusterDiscoveryServiceServer
 	listenerservice.UnimplementedListenerDiscoveryServiceServer
 	routeservice.UnimplementedRouteDiscoveryServiceServer
+	extensionservice.UnimplementedExtensionConfigDiscoveryServiceServer
 
 	sotw  sotw.Server
 	delta delta.Server
 }
 
 var (
-	_ discovery.AggregatedDiscoveryServiceServer     = (*xdsServices)(nil)
-	_ clusterservice.ClusterDiscoveryServiceServer   = (*xdsServices)(nil)
-	_ listenerservice.ListenerDiscoveryServiceServer = (*xdsServices)(nil)
-	_ routeservice.RouteDiscoveryServiceServer       = (*xdsServices)(nil)
+	_ discovery.AggregatedDiscoveryServiceServer             = (*xdsServices)(nil)
+	_ clusterservice.ClusterDiscoveryServiceServer           = (*xdsServices)(nil)
+	_ listenerservice.ListenerDiscoveryServiceServer         = (*xdsServices)(nil)
+	_ routeservice.RouteDiscoveryServiceServer               = (*xdsServices)(nil)
+	_ extensionservice.ExtensionConfigDiscoveryServiceServer = (*xdsServices)(nil)
 )
 
 // StreamAggregatedResources implements
@@ -78,6 +82,18 @@ func (s *xdsServices) StreamRoutes(st routeservice.RouteDiscoveryService_StreamR
 // DeltaRoutes implements [routeservice.RouteDiscoveryServiceServer.DeltaRoutes].
 func (s *xdsServices) DeltaRoutes(st routeservice.RouteDiscoveryService_DeltaRoutesServer) error {
 	return s.delta.DeltaStreamHandler(st, resource.RouteType)
+}
+
+// StreamExtensionConfigs implements
+// [extensionservice.ExtensionConfigDiscoveryServiceServer.StreamExtensionConfigs].
+func (s *xdsServices) StreamExtensionConfigs(st extensionservice.ExtensionConfigDiscoveryService_StreamExtensionConfigsServer) error {
+	return s.sotw.StreamHandler(st, resource.ExtensionConfigType)
+}
+
+// DeltaExtensionConfigs implements
+// [extensionservice.ExtensionConfigDiscoveryServiceServer.DeltaExtensionConfigs].
+func (s *xdsServices) DeltaExtensionConfigs(st extensionservice.ExtensionConfigDiscoveryService_DeltaExtensionConfigsServer) error {
+	return s.delta.DeltaStreamHandler(st, resource.ExtensionConfigType)
 }
 
 // callbacks logs stream lifecycle and, above all, NACKs: a rejected

@@ -54,7 +54,9 @@ const extProcFilterName = "envoy.filters.http.ext_proc"
 const notFoundBody = `{"error":{"message":"Unknown endpoint.","type":"not_found_error","code":"not_found","param":null}}`
 
 // Resources builds the complete Envoy configuration for p: one listener, one
-// route configuration and two clusters, keyed by xDS type URL. It is pure and
+// route configuration, two clusters and, for Envoys that take only the filter
+// from Sluice, the ext_proc filter as an ECDS extension config
+// ([ExtProcExtensionConfig]), keyed by xDS type URL. It is pure and
 // deterministic: the same Params always yield protos that serialize to the
 // same bytes (see [Version]). The returned protos are new on every call and
 // owned by the caller.
@@ -63,26 +65,35 @@ func Resources(p Params) (map[resource.Type][]types.Resource, error) {
 	if err := p.validate(); err != nil {
 		return nil, fmt.Errorf("xds: invalid params: %w", err)
 	}
-	lis, err := buildListener(p)
+	lis, err := buildListener(p, nil)
 	if err != nil {
 		return nil, err
 	}
 	clusters := []types.Resource{dispatcherCluster(p)}
-	if !p.DisableExtProc {
-		clusters = append(clusters, extProcCluster(p))
-	}
-	return map[resource.Type][]types.Resource{
+	res := map[resource.Type][]types.Resource{
 		resource.ListenerType: {lis},
 		resource.RouteType:    {buildRouteConfig()},
-		resource.ClusterType:  clusters,
-	}, nil
+	}
+	if !p.DisableExtProc {
+		clusters = append(clusters, extProcCluster(p))
+		ext, err := ExtProcExtensionConfig()
+		if err != nil {
+			return nil, err
+		}
+		res[resource.ExtensionConfigType] = []types.Resource{ext}
+	}
+	res[resource.ClusterType] = clusters
+	return res, nil
 }
 
-func buildListener(p Params) (*listener.Listener, error) {
+// buildListener builds the client listener. Its HTTP connection manager takes
+// routes over RDS when static is nil, else inline (a static bootstrap with no
+// control plane, see [StaticBootstrap]).
+func buildListener(p Params, static *route.RouteConfiguration) (*listener.Listener, error) {
 	host, port, _ := splitHostPort(p.ListenAddr) // validated
 	var filters []*hcm.HttpFilter
 	if !p.DisableExtProc {
-		epAny, err := marshalAny(extProcFilter())
+		epAny, err := marshalAny(ExtProcConfig(ExtProcCluster))
 		if err != nil {
 			return nil, err
 		}
@@ -117,6 +128,9 @@ func buildListener(p Params) (*listener.Listener, error) {
 		UseRemoteAddress:              wrapperspb.Bool(true),
 		HttpFilters:                   filters,
 		LocalReplyConfig:              localReplyConfig(p),
+	}
+	if static != nil {
+		manager.RouteSpecifier = &hcm.HttpConnectionManager_RouteConfig{RouteConfig: static}
 	}
 	hcmAny, err := marshalAny(manager)
 	if err != nil {
@@ -156,11 +170,15 @@ func requestIDMutation() *core.TypedExtensionConfig {
 	}
 }
 
-func extProcFilter() *extproc.ExternalProcessor {
+// ExtProcConfig is Sluice's ext_proc filter configuration, calling extproc
+// through the Envoy cluster named clusterName. Every Envoy that fronts Sluice
+// (its own, a drop-in, an Istio gateway) gets exactly this; only the cluster
+// name differs.
+func ExtProcConfig(clusterName string) *extproc.ExternalProcessor {
 	return &extproc.ExternalProcessor{
 		GrpcService: &core.GrpcService{
 			TargetSpecifier: &core.GrpcService_EnvoyGrpc_{EnvoyGrpc: &core.GrpcService_EnvoyGrpc{
-				ClusterName: ExtProcCluster,
+				ClusterName: clusterName,
 			}},
 		},
 		// Fail closed: extproc is the authentication point (field notes).
@@ -184,6 +202,7 @@ func extProcFilter() *extproc.ExternalProcessor {
 }
 
 func buildRouteConfig() *route.RouteConfiguration {
+	v1 := v1Route()
 	return &route.RouteConfiguration{
 		Name: RouteConfigName,
 		VirtualHosts: []*route.VirtualHost{{
@@ -197,18 +216,7 @@ func buildRouteConfig() *route.RouteConfiguration {
 			// the stream's buffer limit above the listener's but not lower
 			// it, so the listener limit is the effective body cap.
 			Routes: []*route.Route{
-				{
-					Name:  "v1",
-					Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/v1/"}},
-					Action: &route.Route_Route{Route: &route.RouteAction{
-						ClusterSpecifier: &route.RouteAction_Cluster{Cluster: DispatcherCluster},
-						// 0 disables the route timeout: it covers the whole
-						// response and cuts LLM streams (field notes);
-						// idle_timeout bounds a stalled stream instead.
-						Timeout:     durationpb.New(0),
-						IdleTimeout: durationpb.New(streamIdleTimeout),
-					}},
-				},
+				v1,
 				{
 					Name:  "not_found",
 					Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
@@ -221,6 +229,22 @@ func buildRouteConfig() *route.RouteConfiguration {
 					ResponseHeadersToAdd: []*core.HeaderValueOption{jsonContentType()},
 				},
 			},
+		}},
+	}
+}
+
+// v1Route sends the API (everything under /v1/) to the dispatcher.
+func v1Route() *route.Route {
+	return &route.Route{
+		Name:  "v1",
+		Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/v1/"}},
+		Action: &route.Route_Route{Route: &route.RouteAction{
+			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: DispatcherCluster},
+			// 0 disables the route timeout: it covers the whole response
+			// and cuts LLM streams (field notes); idle_timeout bounds a
+			// stalled stream instead.
+			Timeout:     durationpb.New(0),
+			IdleTimeout: durationpb.New(streamIdleTimeout),
 		}},
 	}
 }
@@ -258,20 +282,21 @@ func dispatcherCluster(p Params) *cluster.Cluster {
 }
 
 func extProcCluster(p Params) *cluster.Cluster {
-	var addr *core.Address
-	host := ""
 	if path, ok := strings.CutPrefix(p.ExtProcAddr, "unix:"); ok {
-		addr = &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: path}}}
-	} else {
-		h, port, _ := splitHostPort(p.ExtProcAddr) // validated
-		host = h
-		addr = socketAddress(h, port)
+		return grpcCluster(ExtProcCluster, &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: path}}}, "")
 	}
+	h, port, _ := splitHostPort(p.ExtProcAddr) // validated
+	return grpcCluster(ExtProcCluster, socketAddress(h, port), h)
+}
+
+// grpcCluster is a cluster for a gRPC server at addr; host is addr's host
+// name, "" for a pipe.
+func grpcCluster(name string, addr *core.Address, host string) *cluster.Cluster {
 	c := &cluster.Cluster{
-		Name:            ExtProcCluster,
+		Name:            name,
 		ConnectTimeout:  durationpb.New(connectTimeout),
 		CircuitBreakers: raisedCircuitBreakers(),
-		LoadAssignment:  loadAssignment(ExtProcCluster, addr),
+		LoadAssignment:  loadAssignment(name, addr),
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{
 			// gRPC needs HTTP/2; without this Envoy speaks HTTP/1.1 to
 			// extproc and every ext_proc stream fails.

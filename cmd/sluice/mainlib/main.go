@@ -26,6 +26,10 @@ split deployment (secrets from the environment; see each command's -h):
   extproc      the ext_proc server Envoy calls
   dispatcher   the provider-facing server behind Envoy
 
+alongside an existing Envoy or Istio mesh (see each command's -h):
+  envoy-config   print the ext_proc filter, clusters and route for an Envoy you run (--format static|ecds, --bootstrap)
+  istio          render the EnvoyFilter (and companions) that put Sluice into an Istio ingress gateway
+
 admin commands (the admin API at $SLUICE_URL, token $SLUICE_API_TOKEN; --format json|table):
   virtual-keys       create|get|list|update|rotate|disable|enable|revoke
   model-providers    create|get|list|update|delete
@@ -51,6 +55,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runExtproc(ctx, args[1:], stdout, stderr)
 	case "dispatcher":
 		return runDispatcher(ctx, args[1:], stdout, stderr)
+	case "envoy-config":
+		return runEnvoyConfig(args[1:], stdout, stderr)
+	case "istio":
+		return runIstio(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
