@@ -14,7 +14,7 @@ PY_SDK    := $(CURDIR)/test/sdk/python
 ENVOY_PATH_FILE := $(VENV)/envoy-$(ENVOY_VERSION).path
 ENVOY_BIN = $(shell cat $(ENVOY_PATH_FILE) 2>/dev/null)
 
-.PHONY: build run test unit e2e bench lint deps deps-envoy deps-sdk deps-redis clean
+.PHONY: build run test unit test-charts bench lint deps deps-envoy deps-sdk deps-redis clean
 
 build:
 	$(GO) build -o $(SLUICE) ./cmd/sluice
@@ -68,6 +68,7 @@ lint:
 	$(GO) tool -modfile=tools/go.mod staticcheck ./...
 	cd test/istio && $(GO) vet ./... && $(GO) tool -modfile=../../tools/go.mod staticcheck ./...
 	cd test/compose && $(GO) vet ./... && $(GO) tool -modfile=../../tools/go.mod staticcheck ./...
+	cd test/charts && $(GO) vet ./... && $(GO) tool -modfile=../../tools/go.mod staticcheck ./...
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -80,6 +81,14 @@ test: lint deps
 	# Separate modules, so Istio's and Kubernetes' dependencies stay out of the gateway's graph.
 	cd test/istio && $(E2E_ENV) $(GO) test -count=1 ./...
 	cd test/compose && $(E2E_ENV) $(GO) test -race -count=1 ./...
+	$(MAKE) test-charts
+
+# The Helm chart, checked without a cluster: helm lint and template for the default values and
+# every charts/sluice/ci/*-values.yaml, every manifest strictly decoded into k8s.io/api types,
+# and assertions on the output. helm v3.17.0 is pinned in tools/go.mod (built once into the Go
+# build cache); Envoy checks the rendered bootstrap.
+test-charts: deps-envoy
+	cd test/charts && SLUICE_ENVOY_BIN="$(ENVOY_BIN)" SLUICE_E2E_REQUIRED=1 $(GO) test -count=1 -timeout 10m ./...
 
 bench: build deps-envoy
 	$(GO) run ./test/bench -sluice $(SLUICE) -envoy "$(ENVOY_BIN)" $(BENCH_FLAGS)
