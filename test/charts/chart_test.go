@@ -84,15 +84,19 @@ func TestVariants(t *testing.T) {
 
 // rendered is one render, decoded and indexed.
 type rendered struct {
-	docs       []typed
-	services   map[string]*corev1.Service
-	configMaps map[string]*corev1.ConfigMap
-	secrets    map[string]*corev1.Secret
-	workloads  map[string]*workload
-	netpols    []*networkingv1.NetworkPolicy
-	ingresses  []*networkingv1.Ingress
-	hpas       []*autoscalingv2.HorizontalPodAutoscaler
-	pdbs       []*policyv1.PodDisruptionBudget
+	istio bool // mode: istio (standalone extproc, no Envoy)
+	// gatewayPeer is the NetworkPolicy peer of the Istio gateway pods expected in mode istio
+	// (the chart's defaults unless a test says otherwise).
+	gatewayPeer networkingv1.NetworkPolicyPeer
+	docs        []typed
+	services    map[string]*corev1.Service
+	configMaps  map[string]*corev1.ConfigMap
+	secrets     map[string]*corev1.Secret
+	workloads   map[string]*workload
+	netpols     []*networkingv1.NetworkPolicy
+	ingresses   []*networkingv1.Ingress
+	hpas        []*autoscalingv2.HorizontalPodAutoscaler
+	pdbs        []*policyv1.PodDisruptionBudget
 }
 
 type workload struct {
@@ -168,7 +172,17 @@ func index(t *testing.T, docs []doc) *rendered {
 	if t.Failed() {
 		t.FailNow()
 	}
-	for _, c := range []string{"envoy", "xds", "dispatcher"} {
+	// mode: envoy renders the Envoy pods (with the extproc sidecar); mode: istio a standalone
+	// extproc Deployment instead, and never both.
+	gateway := "envoy"
+	if r.workloads[svcName("extproc")] != nil {
+		r.istio, gateway = true, "extproc"
+		r.gatewayPeer = gatewayPeer("istio-system", map[string]string{"istio": "ingressgateway"})
+		if r.workloads[svcName("envoy")] != nil {
+			t.Fatalf("both an Envoy and a standalone extproc workload")
+		}
+	}
+	for _, c := range []string{gateway, "xds", "dispatcher"} {
 		if r.workloads[svcName(c)] == nil {
 			t.Fatalf("no %s workload", c)
 		}
@@ -177,6 +191,14 @@ func index(t *testing.T, docs []doc) *rendered {
 		}
 	}
 	return r
+}
+
+// extproc is the workload running extproc: the Envoy pods (sidecar) or the standalone Deployment.
+func (r *rendered) extproc() *workload {
+	if r.istio {
+		return r.workloads[svcName("extproc")]
+	}
+	return r.workloads[svcName("envoy")]
 }
 
 // podsOf returns the workloads whose pods sel selects (in the release namespace).
@@ -308,12 +330,15 @@ func checkNetworkPolicies(t *testing.T, r *rendered) {
 		}
 		return
 	}
-	envoy, dispatcher, xds := r.workloads[svcName("envoy")], r.workloads[svcName("dispatcher")], r.workloads[svcName("xds")]
+	envoy, dispatcher, xds := r.extproc(), r.workloads[svcName("dispatcher")], r.workloads[svcName("xds")]
 	// rulesFor returns, per target port number, the workloads allowed in by in-namespace pod
-	// selectors, and whether any other kind of peer (or an empty from) admits more.
+	// selectors, and whether any other kind of peer (or an empty from) admits more; peers
+	// lists those other peers (namespace selectors, ipBlocks, pods outside the chart).
 	type access struct {
 		pods  map[string]bool
 		other bool
+		open  bool // an empty from: anyone
+		peers []networkingv1.NetworkPolicyPeer
 	}
 	rulesFor := func(w *workload) (map[int32]*access, bool) {
 		byPort := map[int32]*access{}
@@ -354,11 +379,12 @@ func checkNetworkPolicies(t *testing.T, r *rendered) {
 						byPort[n] = a
 					}
 					if len(rule.From) == 0 {
-						a.other = true
+						a.other, a.open = true, true
 					}
 					for _, peer := range rule.From {
 						if peer.PodSelector == nil || peer.NamespaceSelector != nil || peer.IPBlock != nil {
 							a.other = true
+							a.peers = append(a.peers, peer)
 							continue
 						}
 						for _, pw := range r.podsOf(peer.PodSelector) {
@@ -366,6 +392,7 @@ func checkNetworkPolicies(t *testing.T, r *rendered) {
 						}
 						if len(r.podsOf(peer.PodSelector)) == 0 {
 							a.other = true // pods outside the chart (e.g. the admin-client label)
+							a.peers = append(a.peers, peer)
 						}
 					}
 				}
@@ -388,10 +415,30 @@ func checkNetworkPolicies(t *testing.T, r *rendered) {
 			t.Errorf("%s port %d admits %v (other peers: %v), want only %v", w.name, port, sortedKeys(a.pods), a.other, want)
 		}
 	}
-	// The dispatcher: every port only from Envoy.
+	// onlyGateway: mode istio, port of w admits the Istio gateway pods and nothing else.
+	onlyGateway := func(w *workload, port int32) {
+		byPort, selected := rulesFor(w)
+		if !selected {
+			t.Errorf("no NetworkPolicy selects %s", w.name)
+			return
+		}
+		a := byPort[port]
+		if a == nil {
+			t.Errorf("%s port %d: no ingress rule", w.name, port)
+			return
+		}
+		if a.open || len(a.pods) > 0 || !reflect.DeepEqual(a.peers, []networkingv1.NetworkPolicyPeer{r.gatewayPeer}) {
+			t.Errorf("%s port %d admits pods %v, peers %+v (open: %v), want only the Istio gateway %+v", w.name, port, sortedKeys(a.pods), a.peers, a.open, r.gatewayPeer)
+		}
+	}
+	// The dispatcher: every port only from Envoy (mode istio: from the Istio gateway).
 	byPort, _ := rulesFor(dispatcher)
 	for port := range byPort {
-		only(dispatcher, port, envoy.name)
+		if r.istio {
+			onlyGateway(dispatcher, port)
+		} else {
+			only(dispatcher, port, envoy.name)
+		}
 	}
 	if len(byPort) == 0 {
 		t.Errorf("dispatcher: no ingress rules")
@@ -401,7 +448,26 @@ func checkNetworkPolicies(t *testing.T, r *rendered) {
 	ads, _ := flag(xc.Args, "ads-listen")
 	admin, _ := flag(xc.Args, "admin-listen")
 	only(xds, portOf(t, fleet), slices.Sorted(slices.Values([]string{envoy.name, dispatcher.name}))...)
-	only(xds, portOf(t, ads), envoy.name)
+	if r.istio {
+		// No Envoy asks for ADS; extproc's gRPC port admits the gateway alone, and its
+		// other ports (the metrics scrape) neither the gateway nor any pod of the chart.
+		if xp, _ := rulesFor(xds); xp[portOf(t, ads)] != nil {
+			t.Errorf("mode istio: the xds ADS port admits %v (peers %+v)", sortedKeys(xp[portOf(t, ads)].pods), xp[portOf(t, ads)].peers)
+		}
+		grpc, _ := flag(envoy.container("extproc").Args, "listen")
+		onlyGateway(envoy, portOf(t, grpc))
+		ep, _ := rulesFor(envoy)
+		for port, a := range ep {
+			if port == portOf(t, grpc) {
+				continue
+			}
+			if a.open || len(a.pods) > 0 || slices.ContainsFunc(a.peers, func(p networkingv1.NetworkPolicyPeer) bool { return reflect.DeepEqual(p, r.gatewayPeer) }) {
+				t.Errorf("extproc port %d admits pods %v, peers %+v (open %v): only the metrics scrape may", port, sortedKeys(a.pods), a.peers, a.open)
+			}
+		}
+	} else {
+		only(xds, portOf(t, ads), envoy.name)
+	}
 	xdsPorts, _ := rulesFor(xds)
 	if a := xdsPorts[portOf(t, admin)]; a != nil && (a.pods[envoy.name] || a.pods[dispatcher.name]) {
 		t.Errorf("xds admin port admits the gateway pods: %v", sortedKeys(a.pods))
@@ -413,6 +479,19 @@ func checkNetworkPolicies(t *testing.T, r *rendered) {
 
 // checkSocket: Envoy and extproc share the socket's emptyDir, and the addresses agree.
 func checkSocket(t *testing.T, r *rendered) {
+	if r.istio {
+		// Mode istio: no socket; extproc listens on TCP and xds names its Service (checkWiring).
+		w := r.extproc()
+		for _, v := range w.pod.Spec.Volumes {
+			if v.Name == "extproc-socket" {
+				t.Errorf("mode istio: %s mounts the socket volume", w.name)
+			}
+		}
+		if listen, _ := flag(w.container("extproc").Args, "listen"); strings.HasPrefix(listen, "unix:") {
+			t.Errorf("mode istio: extproc --listen %q, want host:port", listen)
+		}
+		return
+	}
 	w := r.workloads[svcName("envoy")]
 	envoy, extproc := w.container("envoy"), w.container("extproc")
 	if envoy == nil || extproc == nil {
@@ -451,7 +530,7 @@ func checkSocket(t *testing.T, r *rendered) {
 // the target container listens on.
 func checkWiring(t *testing.T, r *rendered) {
 	xdsW, dispW, envoyW := r.workloads[svcName("xds")], r.workloads[svcName("dispatcher")], r.workloads[svcName("envoy")]
-	xds, disp, extproc := xdsW.container("xds"), dispW.container("dispatcher"), envoyW.container("extproc")
+	xds, disp, extproc := xdsW.container("xds"), dispW.container("dispatcher"), r.extproc().container("extproc")
 	// viaService checks that addr is component's Service FQDN and a port of it whose target
 	// is the port the workload's container listens on (listen).
 	viaService := func(what, addr, component string, w *workload, listen string) {
@@ -482,18 +561,32 @@ func checkWiring(t *testing.T, r *rendered) {
 	da, _ := flag(xds.Args, "dispatcher-addr")
 	viaService("xds --dispatcher-addr", da, "dispatcher", dispW, dl)
 
-	// Envoy's listener port, as xds tells it, is the Envoy container's port and Service target.
-	el, _ := flag(xds.Args, "envoy-listen")
-	es := r.services[svcName("envoy")]
-	if _, n, ok := resolvePort(envoyW, es.Spec.Ports[0].TargetPort); !ok || n != portOf(t, el) {
-		t.Errorf("Envoy Service targets container port %d; xds --envoy-listen %s", n, el)
-	}
+	if r.istio {
+		// No Envoy: xds's --extproc-addr (read only by an Envoy on ADS) names the extproc
+		// Service, which reaches the port extproc listens on.
+		if _, ok := flag(xds.Args, "envoy-listen"); ok {
+			t.Errorf("mode istio: xds --envoy-listen given, but there is no Envoy")
+		}
+		ea, _ := flag(xds.Args, "extproc-addr")
+		el, _ := flag(extproc.Args, "listen")
+		viaService("xds --extproc-addr", ea, "extproc", r.extproc(), el)
+		if r.configMaps[svcName("envoy")] != nil {
+			t.Errorf("mode istio: the Envoy bootstrap ConfigMap is rendered")
+		}
+	} else {
+		// Envoy's listener port, as xds tells it, is the Envoy container's port and Service target.
+		el, _ := flag(xds.Args, "envoy-listen")
+		es := r.services[svcName("envoy")]
+		if _, n, ok := resolvePort(envoyW, es.Spec.Ports[0].TargetPort); !ok || n != portOf(t, el) {
+			t.Errorf("Envoy Service targets container port %d; xds --envoy-listen %s", n, el)
+		}
 
-	// Envoy's bootstrap reaches ADS through the xds Service.
-	bs := bootstrapOf(t, r)
-	ads, _ := flag(xds.Args, "ads-listen")
-	sa := bs.socketAddr(t)
-	viaService("bootstrap sluice_xds", net.JoinHostPort(sa.Address, strconv.Itoa(sa.PortValue)), "xds", xdsW, ads)
+		// Envoy's bootstrap reaches ADS through the xds Service.
+		bs := bootstrapOf(t, r)
+		ads, _ := flag(xds.Args, "ads-listen")
+		sa := bs.socketAddr(t)
+		viaService("bootstrap sluice_xds", net.JoinHostPort(sa.Address, strconv.Itoa(sa.PortValue)), "xds", xdsW, ads)
+	}
 
 	// Every Service selects exactly one workload and every target port exists there.
 	for name, s := range r.services {
@@ -879,6 +972,19 @@ func TestSchemaRejects(t *testing.T) {
 		"both redis kinds":        {[]string{"--set", "redis.enabled=true", "--set", "externalRedis.url=redis://r:6379/0"}, "set either redis.enabled or externalRedis"},
 		"file store replicas":     {[]string{"--set", "xds.replicas=2"}, "xds.replicas > 1 needs Redis"},
 		"hpa min above max":       {[]string{"--set", "envoy.autoscaling.minReplicas=5", "--set", "envoy.autoscaling.maxReplicas=3"}, "minReplicas exceeds maxReplicas"},
+		// mode: istio
+		"bad mode":                  {[]string{"--set", "mode=mesh"}, "mode must be one of the following"},
+		"typo in istio":             {[]string{"--set", "mode=istio", "--set", "istio.gatway.namespace=x"}, "Additional property gatway is not allowed"},
+		"typo in istio gateway":     {[]string{"--set", "mode=istio", "--set", "istio.gateway.namespce=x"}, "Additional property namespce is not allowed"},
+		"typo in istio extproc":     {[]string{"--set", "mode=istio", "--set", "istio.extproc.replcas=3"}, "Additional property replcas is not allowed"},
+		"typo in istio autoscaling": {[]string{"--set", "mode=istio", "--set", "istio.extproc.autoscaling.maxReplica=3"}, "Additional property maxReplica is not allowed"},
+		"istio port type":           {[]string{"--set", "mode=istio", "--set", "istio.extproc.port=grpc"}, "Invalid type. Expected: integer"},
+		"istio namespace name":      {[]string{"--set", "mode=istio", "--set", "istio.gateway.namespace=Istio_System"}, "istio.gateway.namespace: Does not match pattern"},
+		"istio empty label value":   {[]string{"--set", "mode=istio", "--set", "istio.gateway.labels.istio="}, "Does not match pattern"},
+		"istio no gateway labels":   {[]string{"--set", "mode=istio", "--set", "istio.gateway.labels=null"}, "labels is required"},
+		"istio ports collide":       {[]string{"--set", "mode=istio", "--set", "istio.extproc.healthPort=9004"}, "istio.extproc.port and istio.extproc.healthPort must differ"},
+		"istio hpa min above max":   {[]string{"--set", "mode=istio", "--set", "istio.extproc.autoscaling.minReplicas=5", "--set", "istio.extproc.autoscaling.maxReplicas=3"}, "istio.extproc.autoscaling.minReplicas exceeds maxReplicas"},
+		"istio with an ingress":     {[]string{"--set", "mode=istio", "--set", "envoy.ingress.enabled=true"}, "envoy.ingress.enabled needs mode: envoy"},
 	}
 	for _, name := range sortedKeys(cases) {
 		c := cases[name]

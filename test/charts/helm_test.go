@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "charts:", err)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if sluiceBin != "" { // built by sluiceBinary (istio_test.go)
+		_ = os.RemoveAll(filepath.Dir(sluiceBin))
+	}
+	os.Exit(code)
 }
 
 func setup() error {

@@ -74,7 +74,36 @@ app.kubernetes.io/part-of: sluice
 
 {{/* The extproc socket, shared by Envoy (client) and extproc (server) through an emptyDir. */}}
 {{- define "sluice.socketDir" -}}/var/run/sluice{{- end -}}
-{{- define "sluice.extprocAddr" -}}unix:{{ include "sluice.socketDir" . }}/extproc.sock{{- end -}}
+{{- define "sluice.socketAddr" -}}unix:{{ include "sluice.socketDir" . }}/extproc.sock{{- end -}}
+
+{{/* Where Envoy reaches extproc: the socket (mode envoy) or the extproc Service (mode istio). */}}
+{{- define "sluice.extprocAddr" -}}
+{{- if eq .Values.mode "istio" -}}
+{{- printf "%s:%d" (include "sluice.svcHost" (dict "ctx" . "component" "extproc")) (int .Values.istio.extproc.port) -}}
+{{- else -}}
+{{- include "sluice.socketAddr" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+mode: "envoy" (the chart's Envoy with the extproc sidecar) or "istio" (an Istio ingress
+gateway is the data plane; extproc runs standalone). Validated here as well as in the schema.
+*/}}
+{{- define "sluice.istio" -}}
+{{- if eq .Values.mode "istio" -}}true
+{{- else if ne .Values.mode "envoy" -}}{{ fail (printf "mode %q: want envoy or istio" .Values.mode) }}
+{{- end -}}
+{{- end -}}
+
+{{/* The NetworkPolicy peer of the Istio gateway pods (mode istio). */}}
+{{- define "sluice.istioGatewayPeer" -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .Values.istio.gateway.namespace }}
+  podSelector:
+    matchLabels:
+      {{- toYaml .Values.istio.gateway.labels | nindent 6 }}
+{{- end -}}
 
 {{/* Store: "bundled" (redis.enabled), "external" (externalRedis) or "file". */}}
 {{- define "sluice.store" -}}
@@ -189,4 +218,93 @@ imagePullSecrets:
   - name: {{ . }}
   {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+The extproc container, the same in both modes: the Envoy pod's sidecar (mode envoy, ext_proc on
+the shared Unix socket) and the standalone Deployment (mode istio, ext_proc on a TCP port).
+(dict "ctx" $ "listen" addr "grpcPort" 0|port "healthPort" port "preStopSeconds" n
+      "resources" {...} "socketDir" ""|dir)
+*/}}
+{{- define "sluice.extprocContainer" -}}
+{{- $ctx := .ctx -}}
+- name: extproc
+  image: {{ include "sluice.image" $ctx }}
+  imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+  command: [/usr/local/bin/sluice]
+  args:
+    - extproc
+    - --listen
+    - {{ .listen | quote }}
+    - --health-listen
+    - {{ printf ":%d" (int .healthPort) | quote }}
+    - --xds
+    - {{ include "sluice.xdsFleetAddr" $ctx }}
+    - --state-dir
+    - /var/lib/sluice
+    - --log-level
+    - {{ $ctx.Values.logLevel }}
+  env:
+    {{- include "sluice.secretEnv" (dict "ctx" $ctx "keys" (list "pepper" "ctx-key" "fleet-token")) | trim | nindent 4 }}
+    {{- with (include "sluice.commonEnv" $ctx | trim) }}{{ . | nindent 4 }}{{ end }}
+  ports:
+    {{- if .grpcPort }}
+    # ext_proc (gRPC, plaintext HTTP/2); also serves gRPC health.
+    - name: grpc
+      containerPort: {{ .grpcPort }}
+      protocol: TCP
+    {{- end }}
+    - name: health
+      containerPort: {{ .healthPort }}
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /healthz
+      port: health
+    periodSeconds: 2
+    failureThreshold: 30
+  livenessProbe:
+    httpGet:
+      path: /healthz
+      port: health
+    periodSeconds: 10
+    failureThreshold: 3
+  # Ready once it holds a configuration (from xds or its snapshot).
+  readinessProbe:
+    httpGet:
+      path: /readyz
+      port: health
+    periodSeconds: 5
+    failureThreshold: 3
+  lifecycle:
+    preStop:
+      sleep:
+        seconds: {{ .preStopSeconds }}
+  resources:
+    {{- toYaml .resources | nindent 4 }}
+  securityContext:
+    {{- include "sluice.containerSecurityContext" $ctx | nindent 4 }}
+  volumeMounts:
+    {{- with .socketDir }}
+    - name: extproc-socket
+      mountPath: {{ . }}
+    {{- end }}
+    - name: state
+      mountPath: /var/lib/sluice
+    - name: secrets
+      mountPath: {{ include "sluice.secretDir" $ctx }}
+      readOnly: true
+    - name: tmp
+      mountPath: /tmp
+{{- end -}}
+
+{{/* The extproc pod's volumes besides the socket. */}}
+{{- define "sluice.extprocVolumes" -}}
+- name: state
+  emptyDir:
+    sizeLimit: 64Mi
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{ include "sluice.secretVolume" (dict "ctx" . "keys" (list "pepper" "ctx-key" "fleet-token")) }}
 {{- end -}}
