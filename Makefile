@@ -82,6 +82,8 @@ test: lint deps
 	cd test/istio && $(E2E_ENV) $(GO) test -count=1 ./...
 	cd test/compose && $(E2E_ENV) $(GO) test -race -count=1 ./...
 	$(MAKE) test-charts
+	# The benchmark program, tiny: it must keep running (it checks every response), not measure.
+	$(GO) run ./test/bench -sluice $(SLUICE) -envoy "$(ENVOY_BIN)" -n 60 -c 4 -c1n 30 -warmup 5 -timeout 2m > /dev/null
 
 # The Helm chart, checked without a cluster: helm lint and template for the default values and
 # every charts/sluice/ci/*-values.yaml, every manifest strictly decoded into k8s.io/api types,

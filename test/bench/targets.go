@@ -230,7 +230,7 @@ func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrenc
 	}
 	cfg := config.Config{Version: config.Version,
 		Providers: []config.Provider{{ID: "p-fake", Type: "openai", BaseURL: "http://" + fakeAddr,
-			APIKeyEnv: "SLUICE_BENCH_OPENAI_KEY", Models: []string{benchModel}}},
+			APIKeyEnv: "BENCH_OPENAI_KEY", Models: []string{benchModel}}},
 		Keys: []config.Key{{ID: vkey.NewID(), Name: "bench", Hash: hasher.Sum(s.secret).Hex(),
 			OrgID: "org-bench", TeamID: "team-bench", ProjectID: "proj-bench"}},
 	}
@@ -257,7 +257,7 @@ func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrenc
 	s.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--listen", listen,
 		"--dispatcher-listen", disp, "--envoy-admin", s.admin, "--envoy", envoyBin, "--state-dir", filepath.Join(dir, "state"),
 		"--envoy-concurrency", strconv.Itoa(concurrency))
-	s.cmd.Env = append(os.Environ(), "SLUICE_PEPPER="+pepper, "SLUICE_BENCH_OPENAI_KEY="+providerCredential)
+	s.cmd.Env = append(os.Environ(), "SLUICE_PEPPER="+pepper, "BENCH_OPENAI_KEY="+providerCredential)
 	s.cmd.Stderr = s.out
 	// Own process group: a terminal ^C reaches only us, and we stop sluice in order. Pdeathsig:
 	// if we die anyway, the kernel kills sluice, and sluice's own Pdeathsig kills its Envoy.
