@@ -81,7 +81,7 @@ func NewID(kind Kind) string {
 }
 
 // newULID encodes 48 bits of t's Unix milliseconds and 80 random bits as 26 Crockford
-// base32 characters (the 128 bits left-padded with two zero bits), as vkey.NewID does.
+// base32 characters (the 128 bits left-padded with two zero bits).
 func newULID(t time.Time) string {
 	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 	var b [16]byte

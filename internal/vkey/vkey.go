@@ -19,7 +19,6 @@ import (
 	"math/big"
 	"strings"
 	"sync"
-	"time"
 )
 
 // Prefix starts every Sluice secret.
@@ -128,26 +127,4 @@ func DisplayPrefix(secret string) string {
 		return ""
 	}
 	return secret[:n]
-}
-
-// NewID returns a virtual key id: "vk_" and a ULID (48-bit millisecond time, 80 random bits,
-// Crockford base32), so ids sort by creation time.
-func NewID() string {
-	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-	var b [16]byte
-	ms := uint64(time.Now().UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	_, _ = rand.Read(b[6:])
-	hi := new(big.Int).SetBytes(b[:])
-	out := make([]byte, 26)
-	base := big.NewInt(32)
-	mod := new(big.Int)
-	for i := 25; i >= 0; i-- {
-		hi.DivMod(hi, base, mod)
-		out[i] = crockford[mod.Int64()]
-	}
-	return "vk_" + string(out)
 }

@@ -231,7 +231,7 @@ func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrenc
 	cfg := config.Config{Version: config.Version,
 		Providers: []config.Provider{{ID: "p-fake", Type: "openai", BaseURL: "http://" + fakeAddr,
 			APIKeyEnv: "BENCH_OPENAI_KEY", Models: []string{benchModel}}},
-		Keys: []config.Key{{ID: vkey.NewID(), Name: "bench", Hash: hasher.Sum(s.secret).Hex(),
+		Keys: []config.Key{{ID: config.NewID(config.KindVirtualKey), Name: "bench", Hash: hasher.Sum(s.secret).Hex(),
 			OrgID: "org-bench", TeamID: "team-bench", ProjectID: "proj-bench"}},
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")

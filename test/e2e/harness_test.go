@@ -142,7 +142,7 @@ func newGateway() (*gateway, error) {
 	}}
 	addKey := func(name string, mod func(*config.Key)) {
 		secret, _ := vkey.NewSecret()
-		k := config.Key{ID: vkey.NewID(), Name: name, Hash: hasher.Sum(secret).Hex(),
+		k := config.Key{ID: config.NewID(config.KindVirtualKey), Name: name, Hash: hasher.Sum(secret).Hex(),
 			OrgID: "org-acme", TeamID: "team-eng", ProjectID: "proj-web"}
 		if mod != nil {
 			mod(&k)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 )
 
@@ -78,22 +79,18 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// pepper reads the key-hashing pepper from SLUICE_PEPPER or a file.
+// pepper reads the key-hashing pepper from --pepper-file, or else SLUICE_PEPPER(_FILE).
+// vkey.NewHasher enforces its minimum length.
 func pepper(file string) ([]byte, error) {
-	var p string
-	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("pepper file: %w", err)
-		}
-		p = strings.TrimSpace(string(b))
-	} else {
-		p = os.Getenv("SLUICE_PEPPER")
+	if file == "" {
+		p, err := stateSecret(envPepper, "", "")
+		return []byte(p), err
 	}
-	if len(p) < 32 {
-		return nil, errors.New("the pepper (SLUICE_PEPPER or --pepper-file) must be at least 32 characters")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("pepper file: %w", err)
 	}
-	return []byte(p), nil
+	return []byte(strings.TrimSpace(string(b))), nil
 }
 
 func keygen(args []string, stdout, stderr io.Writer) error {
@@ -125,5 +122,5 @@ func newKey(pepper []byte) (mintedKey, error) {
 	if err != nil {
 		return mintedKey{}, err
 	}
-	return mintedKey{id: vkey.NewID(), secret: secret, hash: h.Sum(secret).Hex()}, nil
+	return mintedKey{id: config.NewID(config.KindVirtualKey), secret: secret, hash: h.Sum(secret).Hex()}, nil
 }
