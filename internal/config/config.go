@@ -24,6 +24,8 @@ type Config struct {
 	Version   int        `json:"version"`
 	Providers []Provider `json:"providers"`
 	Keys      []Key      `json:"keys"`
+	// Guardrails are stored documents as the admin API takes them; keys attach them by id.
+	Guardrails []Guardrail `json:"guardrails,omitempty"`
 }
 
 // Provider is one model provider.
@@ -55,6 +57,8 @@ type Key struct {
 	ModelsAllowed []string `json:"models_allowed,omitempty"`
 	// ModelAliases maps a name the client sends to the model each provider receives.
 	ModelAliases map[string]Alias `json:"model_aliases,omitempty"`
+	// Guardrails lists the guardrail ids the key runs.
+	Guardrails []string `json:"guardrails,omitempty"`
 }
 
 // Alias is either one model name for every provider (JSON string) or a map from provider id
@@ -140,6 +144,17 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	guardrails := map[string]bool{}
+	for i := range c.Guardrails {
+		g := &c.Guardrails[i]
+		if guardrails[g.ID] {
+			errs = append(errs, fmt.Errorf("guardrails[%d]: duplicate id %q", i, g.ID))
+		}
+		guardrails[g.ID] = true
+		if err := g.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("guardrails[%d]: %w", i, err))
+		}
+	}
 	keys := map[string]bool{}
 	hashes := map[string]bool{}
 	for i, k := range c.Keys {
@@ -159,6 +174,11 @@ func (c *Config) Validate() error {
 		for _, p := range k.Providers {
 			if !providers[p] {
 				errs = append(errs, fmt.Errorf("key %q: unknown provider %q", k.ID, p))
+			}
+		}
+		for _, g := range k.Guardrails {
+			if !guardrails[g] {
+				errs = append(errs, fmt.Errorf("key %q: unknown guardrail %q", k.ID, g))
 			}
 		}
 	}

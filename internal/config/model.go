@@ -28,6 +28,7 @@ const (
 	KindVirtualKey    Kind = "virtual_key"
 	KindRoutingPolicy Kind = "routing_policy"
 	KindBudget        Kind = "budget"
+	KindGuardrail     Kind = "guardrail"
 	// KindAPIToken is an admin API credential. It stays in the control plane: the fleet
 	// never receives it, and it has no data-plane type.
 	KindAPIToken Kind = "api_token"
@@ -36,7 +37,7 @@ const (
 // Kinds lists every resource kind.
 func Kinds() []Kind {
 	return []Kind{KindOrganization, KindTeam, KindProject, KindPrincipal,
-		KindModelProvider, KindVirtualKey, KindRoutingPolicy, KindBudget, KindAPIToken}
+		KindModelProvider, KindVirtualKey, KindRoutingPolicy, KindBudget, KindGuardrail, KindAPIToken}
 }
 
 var idPrefixes = map[Kind]string{
@@ -48,6 +49,7 @@ var idPrefixes = map[Kind]string{
 	KindVirtualKey:    "vk_",
 	KindRoutingPolicy: "rp_",
 	KindBudget:        "bg_",
+	KindGuardrail:     "gr_",
 	KindAPIToken:      "apitok_",
 }
 
@@ -60,7 +62,8 @@ func (k Kind) IDPrefix() string { return idPrefixes[k] }
 // generated reports whether ids of k are always minted by NewID. Organizations, teams,
 // projects and principals may instead carry a user-chosen slug ("acme", "eng"), since
 // scopes such as TEAM:eng name them directly; so may model providers ("openai",
-// "anthropic-eu"), since aliases and routing policies name them.
+// "anthropic-eu"), since aliases and routing policies name them; and so may guardrails
+// ("pii-redact"), since key and scope configs name them.
 func (k Kind) generated() bool {
 	switch k {
 	case KindVirtualKey, KindRoutingPolicy, KindBudget, KindAPIToken:
@@ -150,6 +153,8 @@ func NewResource(kind Kind) (Resource, error) {
 		return &RoutingPolicy{}, nil
 	case KindBudget:
 		return &Budget{}, nil
+	case KindGuardrail:
+		return &Guardrail{}, nil
 	case KindAPIToken:
 		return nil, fmt.Errorf("kind %q is private to the admin API", kind)
 	}
@@ -185,29 +190,35 @@ func validateName(what, name string, required bool) error {
 
 // Organization is the root of the tenancy tree.
 type Organization struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at,omitzero"`
-	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Guardrails apply to every key in the organization.
+	Guardrails []string  `json:"guardrails,omitempty"`
+	CreatedAt  time.Time `json:"created_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at,omitzero"`
 }
 
 // Team belongs to an organization.
 type Team struct {
-	ID        string    `json:"id"`
-	OrgID     string    `json:"org_id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at,omitzero"`
-	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	ID    string `json:"id"`
+	OrgID string `json:"org_id"`
+	Name  string `json:"name"`
+	// Guardrails apply to every key in the team and its projects.
+	Guardrails []string  `json:"guardrails,omitempty"`
+	CreatedAt  time.Time `json:"created_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at,omitzero"`
 }
 
 // Project belongs to an organization and optionally to one of its teams.
 type Project struct {
-	ID        string    `json:"id"`
-	OrgID     string    `json:"org_id"`
-	TeamID    string    `json:"team_id,omitempty"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at,omitzero"`
-	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	ID     string `json:"id"`
+	OrgID  string `json:"org_id"`
+	TeamID string `json:"team_id,omitempty"`
+	Name   string `json:"name"`
+	// Guardrails apply to every key in the project.
+	Guardrails []string  `json:"guardrails,omitempty"`
+	CreatedAt  time.Time `json:"created_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at,omitzero"`
 }
 
 // Principal is a person (or a service identity) keys can be issued to.
@@ -246,19 +257,21 @@ func (p *Principal) ResourceID() string { return p.ID }
 
 // Validate reports every problem with o.
 func (o *Organization) Validate() error {
-	return errors.Join(ValidateID(KindOrganization, o.ID), validateName("organization", o.Name, true))
+	return errors.Join(ValidateID(KindOrganization, o.ID), validateName("organization", o.Name, true),
+		errors.Join(idList("organization "+o.ID+": guardrails", KindGuardrail, o.Guardrails)...))
 }
 
 // Validate reports every problem with t.
 func (t *Team) Validate() error {
 	return errors.Join(ValidateID(KindTeam, t.ID), parentID("team", "org_id", KindOrganization, t.OrgID),
-		validateName("team", t.Name, true))
+		validateName("team", t.Name, true), errors.Join(idList("team "+t.ID+": guardrails", KindGuardrail, t.Guardrails)...))
 }
 
 // Validate reports every problem with p.
 func (p *Project) Validate() error {
 	errs := []error{ValidateID(KindProject, p.ID), parentID("project", "org_id", KindOrganization, p.OrgID),
 		validateName("project", p.Name, true)}
+	errs = append(errs, idList("project "+p.ID+": guardrails", KindGuardrail, p.Guardrails)...)
 	if p.TeamID != "" {
 		errs = append(errs, parentID("project", "team_id", KindTeam, p.TeamID))
 	}

@@ -29,6 +29,7 @@ type Resources struct {
 	Keys            map[string]*VirtualKey
 	RoutingPolicies map[string]*RoutingPolicy
 	Budgets         map[string]*Budget
+	Guardrails      map[string]*Guardrail
 }
 
 // Decode decodes every document. A document that does not decode or validate is reported,
@@ -39,6 +40,7 @@ func (s *Snapshot) Decode() (*Resources, error) {
 		Projects: map[string]*Project{}, Principals: map[string]*Principal{},
 		Providers: map[string]*ModelProvider{}, Keys: map[string]*VirtualKey{},
 		RoutingPolicies: map[string]*RoutingPolicy{}, Budgets: map[string]*Budget{},
+		Guardrails: map[string]*Guardrail{},
 	}
 	var errs []error
 	for kind, docs := range s.Resources {
@@ -68,6 +70,8 @@ func (s *Snapshot) Decode() (*Resources, error) {
 				r.RoutingPolicies[id] = v
 			case *Budget:
 				r.Budgets[id] = v
+			case *Guardrail:
+				r.Guardrails[id] = v
 			}
 		}
 	}

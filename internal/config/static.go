@@ -49,6 +49,9 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 			CredentialsEnv: p.APIKeyEnv, Models: p.Models, FallbackPriority: i,
 			Scope: Scope{Kind: ScopeOrg, ID: providerOrg}})
 	}
+	for i := range c.Guardrails {
+		put(&c.Guardrails[i])
+	}
 	for _, k := range c.Keys {
 		org := k.OrgID
 		if org == "" {
@@ -77,7 +80,7 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 		}
 		vk := &VirtualKey{ID: k.ID, Name: name, Scope: scope, PrincipalID: k.PrincipalID, Hash: k.Hash,
 			DisplayPrefix: vkey.Prefix, Status: KeyActive,
-			Config: KeyConfig{ModelAliases: k.ModelAliases, ModelsAllowed: k.ModelsAllowed}}
+			Config: KeyConfig{ModelAliases: k.ModelAliases, ModelsAllowed: k.ModelsAllowed, Guardrails: k.Guardrails}}
 		if len(chain) > 0 {
 			rp := &RoutingPolicy{ID: "rp_" + k.ID[len("vk_"):], Name: name + " chain", Scope: scope,
 				Strategy: StrategyOrdered, Providers: chain}
@@ -86,6 +89,6 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 		}
 		put(vk)
 	}
-	s.Version = "static-" + strconv.Itoa(len(c.Keys)) + "-" + strconv.Itoa(len(c.Providers))
+	s.Version = "static-" + strconv.Itoa(len(c.Keys)) + "-" + strconv.Itoa(len(c.Providers)) + "-" + strconv.Itoa(len(c.Guardrails))
 	return s, firstErr
 }

@@ -297,6 +297,8 @@ func TestCRUD(t *testing.T) {
 		{"routing-policies", map[string]any{"name": "rp", "providers": []string{mp}}, map[string]any{"name": "rp2"}, "name", "rp2"},
 		{"budgets", map[string]any{"name": "eng-monthly", "scope": "TEAM:eng", "window": "month", "limit_usd": "5000", "on_breach": "block"},
 			map[string]any{"limit_usd": "12.5"}, "limit_usd", "12.5"},
+		{"guardrails", map[string]any{"id": "pii", "name": "pii", "kind": "pii", "directions": []string{"request"}, "action": "redact"},
+			map[string]any{"directions": []string{"request", "stream"}}, "directions", []any{"request", "stream"}},
 		{"virtual-keys", map[string]any{"name": "dev", "scope": "ORG:acme", "config": map[string]any{"models_allowed": []string{"gpt-*"}}},
 			map[string]any{"config": map[string]any{"cache_mode": "force"}}, "config", map[string]any{"models_allowed": []any{"gpt-*"}, "cache_mode": "force"}},
 	}
@@ -399,6 +401,10 @@ func TestValidationErrors(t *testing.T) {
 		{"provider type", "/v1/model-providers", map[string]any{"name": "p", "type": "acme", "api_key": 5}, []string{"api_key must be a non-empty string"}},
 		{"provider base url", "/v1/model-providers", map[string]any{"name": "p", "type": "azure"}, []string{"base_url is required"}},
 		{"slug on generated kind", "/v1/budgets", map[string]any{"id": "bg_mine"}, []string{`"id"`}},
+		{"every guardrail problem", "/v1/guardrails", map[string]any{"name": "g", "kind": "regex", "directions": []string{"sideways"}, "patterns": []any{map[string]any{"name": "X", "pattern": "("}}},
+			[]string{`"sideways"`, "patterns[0]"}},
+		{"unknown guardrail on key", "/v1/virtual-keys", map[string]any{"name": "k", "config": map[string]any{"guardrails": []string{"gr_nope"}}}, []string{`config.guardrails[0]: no guardrail "gr_nope"`}},
+		{"unknown guardrail on team", "/v1/teams", map[string]any{"org_id": "acme", "name": "t", "guardrails": []string{"nope"}}, []string{`guardrails[0]: no guardrail "nope"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -482,6 +488,16 @@ func TestDeleteInUse(t *testing.T) {
 	e.must(200, "PATCH", "/v1/virtual-keys/"+k, map[string]any{"routing_policy_id": nil})
 	e.must(204, "DELETE", "/v1/routing-policies/"+rp, nil)
 	e.must(204, "DELETE", "/v1/model-providers/"+mp, nil)
+
+	g := e.must(201, "POST", "/v1/guardrails", map[string]any{"name": "g", "kind": "secrets", "directions": []string{"request"}}).str("id")
+	gk := e.must(201, "POST", "/v1/virtual-keys", map[string]any{"name": "gk", "config": map[string]any{"guardrails": []string{g}}}).str("id")
+	e.must(201, "POST", "/v1/projects", map[string]any{"id": "web", "org_id": "acme", "name": "web", "guardrails": []string{g}})
+	if r := e.do(testAdminToken, "DELETE", "/v1/guardrails/"+g, nil); r.status != 409 || !strings.Contains(r.raw, gk) || !strings.Contains(r.raw, "project web") {
+		t.Fatalf("delete guardrail in use: %d %s", r.status, r.raw)
+	}
+	e.must(200, "PATCH", "/v1/virtual-keys/"+gk, map[string]any{"config": map[string]any{"guardrails": nil}})
+	e.must(200, "PATCH", "/v1/projects/web", map[string]any{"guardrails": nil})
+	e.must(204, "DELETE", "/v1/guardrails/"+g, nil)
 }
 
 func TestUnknownEndpoint(t *testing.T) {

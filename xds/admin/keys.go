@@ -75,6 +75,11 @@ func keyRefs(ctx context.Context, s *Server, res config.Resource) ([]string, []s
 			problems = append(problems, fmt.Sprintf("config.providers_allowed[%d]: no model provider %q", i, id))
 		}
 	}
+	missing, err := s.missingGuardrails(ctx, "config.guardrails", k.Config.Guardrails)
+	if err != nil {
+		return nil, nil, err
+	}
+	problems = append(problems, missing...)
 	warnings, err := s.scopeWarning(ctx, k.Scope)
 	if err != nil {
 		return nil, nil, err

@@ -65,12 +65,15 @@ var specs = []*spec{
 		refs:     policyRefs, scopes: ownScope, inUse: policyInUse},
 	{kind: config.KindBudget, path: "budgets", perm: permBudgets, what: "budget",
 		fields: []string{"name", "scope", "window", "limit_usd", "on_breach"}, refs: scopeRefs, scopes: ownScope},
+	{kind: config.KindGuardrail, path: "guardrails", perm: permGuardrails, what: "guardrail",
+		fields: []string{"name", "kind", "directions", "action", "patterns", "entities", "webhook", "failure_mode",
+			"timeout_ms"}, slug: true, inUse: guardrailInUse},
 	{kind: config.KindOrganization, path: "organizations", perm: permOrganizations, what: "organization",
-		fields: []string{"name"}, slug: true},
+		fields: []string{"name", "guardrails"}, slug: true, refs: parentRefs},
 	{kind: config.KindTeam, path: "teams", perm: permTeams, what: "team",
-		fields: []string{"org_id", "name"}, slug: true, refs: parentRefs, scopes: parentScopes},
+		fields: []string{"org_id", "name", "guardrails"}, slug: true, refs: parentRefs, scopes: parentScopes},
 	{kind: config.KindProject, path: "projects", perm: permProjects, what: "project",
-		fields: []string{"org_id", "team_id", "name"}, slug: true, refs: parentRefs, scopes: parentScopes},
+		fields: []string{"org_id", "team_id", "name", "guardrails"}, slug: true, refs: parentRefs, scopes: parentScopes},
 	{kind: config.KindPrincipal, path: "principals", perm: permPrincipals, what: "principal",
 		fields: []string{"org_id", "name", "email"}, slug: true, refs: parentRefs, scopes: parentScopes},
 }
@@ -450,7 +453,8 @@ func parentScopes(res config.Resource) []config.Scope {
 	return nil
 }
 
-// parentRefs warns (as for scopes) when a parent organization or team does not exist.
+// parentRefs warns (as for scopes) when a parent organization or team does not exist, and
+// requires the guardrails a scope attaches to exist.
 func parentRefs(ctx context.Context, s *Server, res config.Resource) ([]string, []string, error) {
 	var warnings []string
 	for _, sc := range parentScopes(res) {
@@ -460,5 +464,55 @@ func parentRefs(ctx context.Context, s *Server, res config.Resource) ([]string, 
 		}
 		warnings = append(warnings, w...)
 	}
-	return nil, warnings, nil
+	problems, err := s.missingGuardrails(ctx, "guardrails", scopeGuardrails(res))
+	return problems, warnings, err
+}
+
+// scopeGuardrails returns the guardrails a tenancy resource attaches.
+func scopeGuardrails(res config.Resource) []string {
+	switch v := res.(type) {
+	case *config.Organization:
+		return v.Guardrails
+	case *config.Team:
+		return v.Guardrails
+	case *config.Project:
+		return v.Guardrails
+	}
+	return nil
+}
+
+// missingGuardrails names each id in ids that is not a stored guardrail.
+func (s *Server) missingGuardrails(ctx context.Context, field string, ids []string) ([]string, error) {
+	var problems []string
+	for i, id := range ids {
+		ok, err := s.exists(ctx, config.KindGuardrail, id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s[%d]: no guardrail %q", field, i, id))
+		}
+	}
+	return problems, nil
+}
+
+// guardrailInUse lists the keys and scopes that attach guardrail id.
+func guardrailInUse(ctx context.Context, s *Server, id string) ([]string, error) {
+	var users []string
+	err := s.each(ctx, config.KindVirtualKey, func(res config.Resource) {
+		if k := res.(*config.VirtualKey); slices.Contains(k.Config.Guardrails, id) {
+			users = append(users, "virtual key "+k.ID)
+		}
+	})
+	for _, kind := range []config.Kind{config.KindOrganization, config.KindTeam, config.KindProject} {
+		if err != nil {
+			break
+		}
+		err = s.each(ctx, kind, func(res config.Resource) {
+			if slices.Contains(scopeGuardrails(res), id) {
+				users = append(users, strings.ReplaceAll(string(kind), "_", " ")+" "+res.ResourceID())
+			}
+		})
+	}
+	return users, err
 }

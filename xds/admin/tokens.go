@@ -23,6 +23,7 @@ const (
 	permModelProviders  = "modelProviders"
 	permRoutingPolicies = "routingPolicies"
 	permBudgets         = "budgets"
+	permGuardrails      = "guardrails"
 	permOrganizations   = "organizations"
 	permTeams           = "teams"
 	permProjects        = "projects"
@@ -38,7 +39,7 @@ const (
 // Permissions lists every permission an API token can hold.
 func Permissions() []string {
 	var out []string
-	for _, res := range []string{permVirtualKeys, permModelProviders, permRoutingPolicies, permBudgets,
+	for _, res := range []string{permVirtualKeys, permModelProviders, permRoutingPolicies, permBudgets, permGuardrails,
 		permOrganizations, permTeams, permProjects, permPrincipals, permAPITokens} {
 		for _, verb := range []string{verbRead, verbCreate, verbUpdate, verbDelete} {
 			out = append(out, res+":"+verb)
