@@ -1,11 +1,17 @@
 // OpenAI Node SDK driver for the Sluice end-to-end tests.
 //
 //   SLUICE_BASE_URL=http://127.0.0.1:8080 SLUICE_KEY=sk-sluice-... SLUICE_MARKER=nonce \
-//   SLUICE_MODEL=gpt-4o-mini node openai.mjs <chat|chat-stream|chat-stream-tools|bad-key>
+//   SLUICE_MODEL=gpt-4o-mini node openai.mjs \
+//     <chat|chat-stream|chat-stream-tools|bad-key|chat-expect-error|chat-stream-expect-error>
 //
 // Optional: SLUICE_EXPECT_TEXT (exact answer text to expect), SLUICE_MAX_RETRIES (SDK
-// retries, default the SDK's). Exit 0 and one JSON line on stdout on success; non-zero and a
-// message on stderr on failure.
+// retries, default the SDK's), SLUICE_PROMPT_EXTRA (appended, after a space, to the text of
+// every user message). Exit 0 and one JSON line on stdout on success; non-zero and a message
+// on stderr on failure.
+//
+// chat-expect-error succeeds only if chat.completions.create fails with an HTTP API error;
+// chat-stream-expect-error succeeds only if the stream opens (HTTP 200) and the SDK's
+// iterator then throws (the SDK throws APIError for a `data:` payload with an `error` key).
 import OpenAI from 'openai';
 import { VERSION } from 'openai/version';
 
@@ -28,6 +34,12 @@ const marker = env('SLUICE_MARKER');
 const model = env('SLUICE_MODEL');
 const expectText = env('SLUICE_EXPECT_TEXT', false);
 const maxRetries = process.env.SLUICE_MAX_RETRIES ? Number(process.env.SLUICE_MAX_RETRIES) : undefined;
+const promptExtra = env('SLUICE_PROMPT_EXTRA', false);
+
+// userText is the text of a user message: base plus, when set, SLUICE_PROMPT_EXTRA.
+function userText(base) {
+  return promptExtra ? `${base} ${promptExtra}` : base;
+}
 
 function client(apiKey = env('SLUICE_KEY')) {
   return new OpenAI({ apiKey, baseURL, ...(maxRetries === undefined ? {} : { maxRetries }) });
@@ -35,7 +47,7 @@ function client(apiKey = env('SLUICE_KEY')) {
 
 const messages = [
   { role: 'system', content: 'You are a terse assistant.' },
-  { role: 'user', content: `Say hello. [marker ${marker}]` },
+  { role: 'user', content: userText(`Say hello. [marker ${marker}]`) },
 ];
 
 const weatherTool = {
@@ -59,6 +71,20 @@ const weatherTool = {
 function checkText(text) {
   if (typeof text !== 'string' || text.length === 0) fail(`empty answer text: ${JSON.stringify(text)}`);
   if (expectText && text !== expectText) fail(`text ${JSON.stringify(text)} != expected ${JSON.stringify(expectText)}`);
+}
+
+// errorSummary describes an SDK error; code and message come from the parsed error body
+// (err.error is the body's `error` object), falling back to the SDK's own message.
+function errorSummary(err) {
+  const body = err?.error && typeof err.error === 'object' ? err.error : null;
+  const bodyMessage = typeof body?.message === 'string' ? body.message : null;
+  return {
+    error_class: err?.constructor?.name ?? err?.name ?? null,
+    status: typeof err?.status === 'number' ? err.status : null,
+    code: body?.code ?? null,
+    message: bodyMessage ?? err?.message ?? String(err),
+    sdk_message: err?.message ?? String(err),
+  };
 }
 
 function checkUsage(usage) {
@@ -111,7 +137,7 @@ const scenarios = {
 
   async 'chat-stream-tools'() {
     const stream = client().chat.completions.stream({
-      model, messages: [{ role: 'user', content: `What is the weather in Paris? [marker ${marker}]` }],
+      model, messages: [{ role: 'user', content: userText(`What is the weather in Paris? [marker ${marker}]`) }],
       tools: [weatherTool], stream_options: { include_usage: true },
     });
     let argsDone = null;
@@ -147,6 +173,52 @@ const scenarios = {
       };
     }
     fail('request with an invalid key succeeded');
+  },
+
+  async 'chat-expect-error'() {
+    let data;
+    try {
+      data = await client().chat.completions.create({ model, messages });
+    } catch (err) {
+      if (!(err instanceof OpenAI.APIError) || typeof err.status !== 'number') {
+        fail(`expected an API error with an HTTP status, got ${err?.constructor?.name}: ${err?.message ?? err}`);
+      }
+      return {
+        ...errorSummary(err),
+        request_id: err.headers?.get?.('x-sluice-request-id') ?? null,
+      };
+    }
+    fail(`request succeeded, want an API error: ${JSON.stringify(data?.choices?.[0]?.message ?? data)}`);
+  },
+
+  async 'chat-stream-expect-error'() {
+    let stream;
+    let response;
+    try {
+      ({ data: stream, response } = await client()
+        .chat.completions.create({ model, messages, stream: true, stream_options: { include_usage: true } })
+        .withResponse());
+    } catch (err) {
+      const detail = err instanceof OpenAI.APIError ? ` (status ${err.status}, body ${JSON.stringify(err.error)})` : '';
+      fail(`stream open failed, want HTTP 200 and an error mid-stream: ${err?.constructor?.name}: ${err?.message ?? err}${detail}`);
+    }
+    if (response.status !== 200) fail(`stream opened with HTTP ${response.status}, want 200`);
+    let text = '';
+    let chunks = 0;
+    try {
+      for await (const chunk of stream) {
+        chunks++;
+        for (const c of chunk.choices ?? []) text += c.delta?.content ?? '';
+      }
+    } catch (err) {
+      if (!(err instanceof OpenAI.OpenAIError)) fail(`iterating the stream threw a non-SDK error ${err?.constructor?.name}: ${err?.message ?? err}`);
+      const { error_class, status, code, message, sdk_message } = errorSummary(err);
+      return {
+        error_class, text_before_error: text, message, status, code, sdk_message, chunks,
+        request_id: response.headers.get('x-sluice-request-id'),
+      };
+    }
+    fail(`stream ended cleanly, want an error (text ${JSON.stringify(text)}, ${chunks} chunks)`);
   },
 };
 

@@ -2,11 +2,18 @@
 
     SLUICE_BASE_URL=http://127.0.0.1:8080 SLUICE_KEY=sk-sluice-... SLUICE_MARKER=nonce \\
     SLUICE_MODEL=claude-sonnet-4-6 python anthropic_driver.py \\
-        <messages|messages-stream|messages-stream-tools|messages-cache|bad-key>
+        <messages|messages-stream|messages-stream-tools|messages-cache|bad-key|
+         messages-expect-error|messages-stream-expect-error>
 
 Optional: SLUICE_EXPECT_TEXT (exact answer text to expect), SLUICE_MAX_RETRIES (SDK
-retries, default the SDK's). Exit 0 and one JSON line on stdout on success; non-zero and a
-message on stderr on failure.
+retries, default the SDK's), SLUICE_PROMPT_EXTRA (appended, after a space, to the text of
+every user message). Exit 0 and one JSON line on stdout on success; non-zero and a message
+on stderr on failure.
+
+messages-expect-error succeeds only if messages.create fails with an HTTP API error;
+messages-stream-expect-error succeeds only if client.messages.stream() opens (HTTP 200) and
+iterating it then raises (for an `event: error` SSE event the SDK raises the status error of
+the stream's response status: anthropic.APIStatusError with status_code 200).
 """
 
 import json
@@ -58,8 +65,16 @@ def client(api_key=None):
     )
 
 
+def user_text(base):
+    """The text of a user message: base plus, when set, SLUICE_PROMPT_EXTRA."""
+    extra = env("SLUICE_PROMPT_EXTRA", required=False)
+    return f"{base} {extra}" if extra else base
+
+
 def hello():
-    return [{"role": "user", "content": f"Say hello. [marker {env('SLUICE_MARKER')}]"}]
+    return [
+        {"role": "user", "content": user_text(f"Say hello. [marker {env('SLUICE_MARKER')}]")}
+    ]
 
 
 def text_of(message):
@@ -82,6 +97,28 @@ def check_usage(usage):
             raise Fail(f"usage.{k} missing: {usage!r}")
     if usage.input_tokens <= 0:
         raise Fail(f"usage.input_tokens is {usage.input_tokens}")
+
+
+def error_summary(err):
+    """Describe an SDK error; code (error.error.type) and message come from the parsed error
+    body (err.body is the whole body), falling back to the SDK's own message."""
+    body = err.body if isinstance(getattr(err, "body", None), dict) else {}
+    inner = body.get("error") if isinstance(body.get("error"), dict) else {}
+    body_message = inner.get("message") if isinstance(inner.get("message"), str) else None
+    sdk_message = getattr(err, "message", None) or str(err)
+    status = getattr(err, "status_code", None)
+    return {
+        "error_class": type(err).__name__,
+        "status": status if isinstance(status, int) else None,
+        "code": inner.get("type"),
+        "message": body_message or sdk_message,
+        "sdk_message": sdk_message,
+    }
+
+
+def response_header(err, name):
+    response = getattr(err, "response", None)
+    return response.headers.get(name) if response is not None else None
 
 
 def summary(message, **extra):
@@ -134,7 +171,9 @@ def messages_stream_tools():
         messages=[
             {
                 "role": "user",
-                "content": f"What is the weather in Paris? [marker {env('SLUICE_MARKER')}]",
+                "content": user_text(
+                    f"What is the weather in Paris? [marker {env('SLUICE_MARKER')}]"
+                ),
             }
         ],
     ) as stream:
@@ -187,12 +226,70 @@ def bad_key():
     raise Fail("request with an invalid key succeeded")
 
 
+def messages_expect_error():
+    try:
+        message = client().messages.create(
+            model=env("SLUICE_MODEL"), max_tokens=256, messages=hello()
+        )
+    except anthropic.APIStatusError as err:
+        return {
+            **error_summary(err),
+            "request_id": response_header(err, "x-sluice-request-id"),
+        }
+    except anthropic.AnthropicError as err:
+        raise Fail(f"expected an API error with an HTTP status, got {type(err).__name__}: {err}")
+    raise Fail(f"request succeeded, want an API error: {getattr(message, 'content', message)!r}")
+
+
+def messages_stream_expect_error():
+    text, events, opened = "", 0, False
+    try:
+        with client().messages.stream(
+            model=env("SLUICE_MODEL"), max_tokens=256, messages=hello()
+        ) as stream:
+            opened = True
+            if stream.response.status_code != 200:
+                raise Fail(f"stream opened with HTTP {stream.response.status_code}, want 200")
+            request_id = stream.response.headers.get("x-sluice-request-id")
+            try:
+                for event in stream:
+                    events += 1
+                    if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        text += event.delta.text or ""
+            except anthropic.AnthropicError as err:
+                s = error_summary(err)
+                return {
+                    "error_class": s["error_class"],
+                    "text_before_error": text,
+                    "message": s["message"],
+                    "status": s["status"],
+                    "code": s["code"],
+                    "sdk_message": s["sdk_message"],
+                    "events": events,
+                    "request_id": request_id,
+                }
+    except anthropic.AnthropicError as err:
+        # Raised by the `with` statement's request, before iteration began.
+        if opened:
+            raise
+        detail = ""
+        if isinstance(err, anthropic.APIStatusError):
+            detail = f" (status {err.status_code}, body {json.dumps(err.body)})"
+        raise Fail(
+            "stream open failed, want HTTP 200 and an error mid-stream: "
+            f"{type(err).__name__}: {err}{detail}"
+        )
+    raise Fail(f"stream ended cleanly, want an error (text {text!r}, {events} events)")
+
+
 SCENARIOS = {
     "messages": messages,
     "messages-stream": messages_stream,
     "messages-stream-tools": messages_stream_tools,
     "messages-cache": messages_cache,
     "bad-key": bad_key,
+    "messages-expect-error": messages_expect_error,
+    "messages-stream-expect-error": messages_stream_expect_error,
 }
 
 

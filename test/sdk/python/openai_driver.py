@@ -1,11 +1,17 @@
 """OpenAI Python SDK driver for the Sluice end-to-end tests.
 
     SLUICE_BASE_URL=http://127.0.0.1:8080 SLUICE_KEY=sk-sluice-... SLUICE_MARKER=nonce \\
-    SLUICE_MODEL=gpt-4o-mini python openai_driver.py <chat|chat-stream|chat-stream-tools|bad-key>
+    SLUICE_MODEL=gpt-4o-mini python openai_driver.py \\
+        <chat|chat-stream|chat-stream-tools|bad-key|chat-expect-error|chat-stream-expect-error>
 
 Optional: SLUICE_EXPECT_TEXT (exact answer text to expect), SLUICE_MAX_RETRIES (SDK
-retries, default the SDK's). Exit 0 and one JSON line on stdout on success; non-zero and a
-message on stderr on failure.
+retries, default the SDK's), SLUICE_PROMPT_EXTRA (appended, after a space, to the text of
+every user message). Exit 0 and one JSON line on stdout on success; non-zero and a message
+on stderr on failure.
+
+chat-expect-error succeeds only if chat.completions.create fails with an HTTP API error;
+chat-stream-expect-error succeeds only if the stream opens (HTTP 200) and the SDK's iterator
+then raises (the SDK raises openai.APIError for a `data:` payload with an `error` key).
 """
 
 import json
@@ -41,10 +47,16 @@ def client(api_key=None):
     )
 
 
+def user_text(base):
+    """The text of a user message: base plus, when set, SLUICE_PROMPT_EXTRA."""
+    extra = env("SLUICE_PROMPT_EXTRA", required=False)
+    return f"{base} {extra}" if extra else base
+
+
 def hello():
     return [
         {"role": "system", "content": "You are a terse assistant."},
-        {"role": "user", "content": f"Say hello. [marker {env('SLUICE_MARKER')}]"},
+        {"role": "user", "content": user_text(f"Say hello. [marker {env('SLUICE_MARKER')}]")},
     ]
 
 
@@ -81,6 +93,27 @@ def check_usage(usage):
     for k in ("prompt_tokens", "completion_tokens", "total_tokens"):
         if not isinstance(getattr(usage, k, None), int):
             raise Fail(f"usage.{k} missing: {usage!r}")
+
+
+def error_summary(err):
+    """Describe an SDK error; code and message come from the parsed error body (err.body is
+    the body's `error` object), falling back to the SDK's own message."""
+    body = err.body if isinstance(getattr(err, "body", None), dict) else {}
+    body_message = body.get("message") if isinstance(body.get("message"), str) else None
+    sdk_message = getattr(err, "message", None) or str(err)
+    status = getattr(err, "status_code", None)
+    return {
+        "error_class": type(err).__name__,
+        "status": status if isinstance(status, int) else None,
+        "code": body.get("code"),
+        "message": body_message or sdk_message,
+        "sdk_message": sdk_message,
+    }
+
+
+def response_header(err, name):
+    response = getattr(err, "response", None)
+    return response.headers.get(name) if response is not None else None
 
 
 def dump(obj):
@@ -139,7 +172,9 @@ def chat_stream_tools():
     messages = [
         {
             "role": "user",
-            "content": f"What is the weather in Paris? [marker {env('SLUICE_MARKER')}]",
+            "content": user_text(
+                f"What is the weather in Paris? [marker {env('SLUICE_MARKER')}]"
+            ),
         }
     ]
     done_events = []
@@ -202,11 +237,70 @@ def bad_key():
     raise Fail("request with an invalid key succeeded")
 
 
+def chat_expect_error():
+    try:
+        completion = client().chat.completions.create(
+            model=env("SLUICE_MODEL"), messages=hello()
+        )
+    except openai.APIStatusError as err:
+        return {
+            **error_summary(err),
+            "request_id": response_header(err, "x-sluice-request-id"),
+        }
+    except openai.OpenAIError as err:
+        raise Fail(f"expected an API error with an HTTP status, got {type(err).__name__}: {err}")
+    choice = completion.choices[0] if completion.choices else None
+    raise Fail(
+        f"request succeeded, want an API error: {choice.message if choice else completion!r}"
+    )
+
+
+def chat_stream_expect_error():
+    try:
+        raw = client().chat.completions.with_raw_response.create(
+            model=env("SLUICE_MODEL"),
+            messages=hello(),
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    except openai.OpenAIError as err:
+        detail = ""
+        if isinstance(err, openai.APIStatusError):
+            detail = f" (status {err.status_code}, body {json.dumps(err.body)})"
+        raise Fail(
+            "stream open failed, want HTTP 200 and an error mid-stream: "
+            f"{type(err).__name__}: {err}{detail}"
+        )
+    if raw.status_code != 200:
+        raise Fail(f"stream opened with HTTP {raw.status_code}, want 200")
+    text, chunks = "", 0
+    try:
+        for chunk in raw.parse():
+            chunks += 1
+            for c in chunk.choices or []:
+                text += (c.delta.content if c.delta else None) or ""
+    except openai.OpenAIError as err:
+        summary = error_summary(err)
+        return {
+            "error_class": summary["error_class"],
+            "text_before_error": text,
+            "message": summary["message"],
+            "status": summary["status"],
+            "code": summary["code"],
+            "sdk_message": summary["sdk_message"],
+            "chunks": chunks,
+            "request_id": raw.headers.get("x-sluice-request-id"),
+        }
+    raise Fail(f"stream ended cleanly, want an error (text {text!r}, {chunks} chunks)")
+
+
 SCENARIOS = {
     "chat": chat,
     "chat-stream": chat_stream,
     "chat-stream-tools": chat_stream_tools,
     "bad-key": bad_key,
+    "chat-expect-error": chat_expect_error,
+    "chat-stream-expect-error": chat_stream_expect_error,
 }
 
 
