@@ -1,0 +1,366 @@
+package content
+
+import "github.com/tidwall/gjson"
+
+// RequestFields lists the text a request guardrail sees, in document order. Empty strings
+// are left out.
+//
+//   - OpenAIChat: messages[].content, as a string or the .text of its "text" parts, for
+//     every role (system, developer, tool included); tool_calls[].function.arguments and
+//     the legacy function_call.arguments; tools[]: function.name, function.description,
+//     every string leaf under function.parameters, and custom.name/description.
+//   - AnthropicMessages: system (a string or its blocks' .text); messages[].content as a
+//     string or blocks: text → .text, tool_result → its content (a string or text
+//     blocks), tool_use → every string leaf under .input; tools[]: name, description and
+//     every string leaf of input_schema.
+//   - OpenAIResponses: instructions; input as a string or items: message content (a
+//     string or input_text/output_text parts' .text), function_call .arguments,
+//     function_call_output .output, custom_tool_call .input, custom_tool_call_output
+//     .output (outputs as a string or input_text parts); tools[]: name, description and
+//     every string leaf of parameters.
+//
+// body should be valid JSON (extproc checks that first). Unexpected shapes are skipped,
+// never a panic. A key that repeats within one object is read at every occurrence, and the
+// text under the later ones gets an empty [Field.Path].
+func RequestFields(s Shape, body []byte) []Field {
+	w := walker{}
+	doc := gjson.ParseBytes(body)
+	switch s {
+	case OpenAIChat:
+		w.members(doc, root, w.chatRequest)
+	case AnthropicMessages:
+		w.members(doc, root, w.anthropicRequest)
+	case OpenAIResponses:
+		w.members(doc, root, w.responsesRequest)
+	}
+	return w.fields
+}
+
+// ResponseFields lists the text of a non-streamed response body, in document order.
+//
+//   - OpenAIChat: choices[].message: content, refusal, tool_calls[].function.arguments
+//     (and the legacy function_call.arguments).
+//   - AnthropicMessages: content[]: text → .text, tool_use → every string leaf of .input,
+//     thinking → .thinking.
+//   - OpenAIResponses: output[]: message content[] .text (output_text) or .refusal,
+//     function_call .arguments, custom_tool_call .input, reasoning summary[].text; and the
+//     top-level output_text when present.
+//
+// Rewriting thinking or reasoning text invalidates its signature; the provider then
+// refuses it when the client sends it back.
+func ResponseFields(s Shape, body []byte) []Field {
+	w := walker{}
+	doc := gjson.ParseBytes(body)
+	switch s {
+	case OpenAIChat:
+		w.members(doc, root, func(k string, v gjson.Result, p path) {
+			if k == "choices" {
+				w.elements(v, p, func(c gjson.Result, p path) {
+					w.members(c, p, func(k string, v gjson.Result, p path) {
+						if k == "message" {
+							w.members(v, p, w.chatMessage)
+						}
+					})
+				})
+			}
+		})
+	case AnthropicMessages:
+		w.members(doc, root, func(k string, v gjson.Result, p path) {
+			if k == "content" {
+				w.elements(v, p, func(b gjson.Result, p path) { w.anthropicBlock(b, p, true) })
+			}
+		})
+	case OpenAIResponses:
+		w.members(doc, root, func(k string, v gjson.Result, p path) {
+			switch k {
+			case "output":
+				w.elements(v, p, w.responsesOutputItem)
+			case "output_text":
+				w.str(v, p)
+			}
+		})
+	}
+	return w.fields
+}
+
+// maxDepth bounds the recursion into tool arguments and schemas. Deeper text is listed as
+// the raw JSON of the subtree, unaddressable, so it is still seen but never rewritten.
+const maxDepth = 128
+
+// walker collects fields in document order.
+type walker struct {
+	fields []Field
+	depth  int
+}
+
+// str records v if it is a non-empty string.
+func (w *walker) str(v gjson.Result, p path) {
+	if v.Type == gjson.String && v.Str != "" {
+		w.fields = append(w.fields, Field{Path: p.String(), Text: v.Str})
+	}
+}
+
+// members calls fn for every member of obj in document order. A key that repeats an
+// earlier key of the object gets an unaddressable path.
+func (w *walker) members(obj gjson.Result, p path, fn func(k string, v gjson.Result, p path)) {
+	if !obj.IsObject() {
+		return
+	}
+	var seen []string
+	obj.ForEach(func(k, v gjson.Result) bool {
+		cp := p.key(k.Str)
+		for _, s := range seen {
+			if s == k.Str {
+				cp.ok = false
+				break
+			}
+		}
+		seen = append(seen, k.Str)
+		fn(k.Str, v, cp)
+		return true
+	})
+}
+
+// elements calls fn for every element of arr.
+func (w *walker) elements(arr gjson.Result, p path, fn func(v gjson.Result, p path)) {
+	if !arr.IsArray() {
+		return
+	}
+	i := 0
+	arr.ForEach(func(_, v gjson.Result) bool {
+		fn(v, p.index(i))
+		i++
+		return true
+	})
+}
+
+// leaves records every string under v.
+func (w *walker) leaves(v gjson.Result, p path) {
+	switch {
+	case v.Type == gjson.String:
+		w.str(v, p)
+	case v.IsObject() || v.IsArray():
+		if w.depth >= maxDepth {
+			w.fields = append(w.fields, Field{Text: v.Raw})
+			return
+		}
+		w.depth++
+		if v.IsObject() {
+			w.members(v, p, func(_ string, v gjson.Result, p path) { w.leaves(v, p) })
+		} else {
+			w.elements(v, p, w.leaves)
+		}
+		w.depth--
+	}
+}
+
+// hasType reports whether obj has a "type" member equal to one of types. Every "type"
+// member counts, so a duplicated key cannot hide a text part.
+func hasType(obj gjson.Result, types ...string) bool {
+	found := false
+	obj.ForEach(func(k, v gjson.Result) bool {
+		if k.Str == "type" && v.Type == gjson.String {
+			for _, t := range types {
+				if v.Str == t {
+					found = true
+					return false
+				}
+			}
+		}
+		return true
+	})
+	return found
+}
+
+// textParts records the .text of parts whose type is one of types, or v itself when it
+// is a string.
+func (w *walker) textParts(v gjson.Result, p path, types ...string) {
+	if v.Type == gjson.String {
+		w.str(v, p)
+		return
+	}
+	w.elements(v, p, func(part gjson.Result, p path) {
+		if hasType(part, types...) {
+			w.members(part, p, func(k string, v gjson.Result, p path) {
+				if k == "text" {
+					w.str(v, p)
+				}
+			})
+		}
+	})
+}
+
+// member records the string members of obj named in keys.
+func (w *walker) member(obj gjson.Result, p path, keys ...string) {
+	w.members(obj, p, func(k string, v gjson.Result, p path) {
+		for _, want := range keys {
+			if k == want {
+				w.str(v, p)
+				return
+			}
+		}
+	})
+}
+
+func (w *walker) chatRequest(k string, v gjson.Result, p path) {
+	switch k {
+	case "messages":
+		w.elements(v, p, func(m gjson.Result, p path) { w.members(m, p, w.chatMessage) })
+	case "tools":
+		w.elements(v, p, func(t gjson.Result, p path) {
+			w.members(t, p, func(k string, v gjson.Result, p path) {
+				switch k {
+				case "function":
+					w.members(v, p, func(k string, v gjson.Result, p path) {
+						switch k {
+						case "name", "description":
+							w.str(v, p)
+						case "parameters":
+							w.leaves(v, p)
+						}
+					})
+				case "custom":
+					w.member(v, p, "name", "description")
+				}
+			})
+		})
+	}
+}
+
+// chatMessage reads one chat message, request or response.
+func (w *walker) chatMessage(k string, v gjson.Result, p path) {
+	switch k {
+	case "content":
+		w.textParts(v, p, "text")
+	case "refusal":
+		w.str(v, p)
+	case "tool_calls":
+		w.elements(v, p, func(tc gjson.Result, p path) {
+			w.members(tc, p, func(k string, v gjson.Result, p path) {
+				if k == "function" {
+					w.member(v, p, "arguments")
+				}
+			})
+		})
+	case "function_call":
+		w.member(v, p, "arguments")
+	}
+}
+
+func (w *walker) anthropicRequest(k string, v gjson.Result, p path) {
+	switch k {
+	case "system":
+		w.textParts(v, p, "text")
+	case "messages":
+		w.elements(v, p, func(m gjson.Result, p path) {
+			w.members(m, p, func(k string, v gjson.Result, p path) {
+				if k != "content" {
+					return
+				}
+				if v.Type == gjson.String {
+					w.str(v, p)
+					return
+				}
+				w.elements(v, p, func(b gjson.Result, p path) { w.anthropicBlock(b, p, false) })
+			})
+		})
+	case "tools":
+		w.elements(v, p, func(t gjson.Result, p path) {
+			w.members(t, p, func(k string, v gjson.Result, p path) {
+				switch k {
+				case "name", "description":
+					w.str(v, p)
+				case "input_schema":
+					w.leaves(v, p)
+				}
+			})
+		})
+	}
+}
+
+// anthropicBlock reads one content block of a request message or a response. Thinking
+// counts only in responses: sent back in a request it is signed, and a rewrite would make
+// the provider refuse it.
+func (w *walker) anthropicBlock(b gjson.Result, p path, response bool) {
+	text := hasType(b, "text")
+	toolUse := hasType(b, "tool_use")
+	toolResult := hasType(b, "tool_result")
+	thinking := response && hasType(b, "thinking")
+	w.members(b, p, func(k string, v gjson.Result, p path) {
+		switch {
+		case k == "text" && text, k == "thinking" && thinking:
+			w.str(v, p)
+		case k == "input" && toolUse:
+			w.leaves(v, p)
+		case k == "content" && toolResult:
+			w.textParts(v, p, "text")
+		}
+	})
+}
+
+func (w *walker) responsesRequest(k string, v gjson.Result, p path) {
+	switch k {
+	case "instructions":
+		w.str(v, p)
+	case "input":
+		if v.Type == gjson.String {
+			w.str(v, p)
+			return
+		}
+		w.elements(v, p, w.responsesInputItem)
+	case "tools":
+		w.elements(v, p, func(t gjson.Result, p path) {
+			w.members(t, p, func(k string, v gjson.Result, p path) {
+				switch k {
+				case "name", "description":
+					w.str(v, p)
+				case "parameters":
+					w.leaves(v, p)
+				}
+			})
+		})
+	}
+}
+
+func (w *walker) responsesInputItem(it gjson.Result, p path) {
+	// An item without a type is an "easy" input message ({"role": …, "content": …}).
+	message := hasType(it, "message") || !it.Get("type").Exists()
+	call := hasType(it, "function_call")
+	custom := hasType(it, "custom_tool_call")
+	output := hasType(it, "function_call_output", "custom_tool_call_output")
+	w.members(it, p, func(k string, v gjson.Result, p path) {
+		switch {
+		case k == "content" && message:
+			w.textParts(v, p, "input_text", "output_text")
+		case k == "arguments" && call, k == "input" && custom:
+			w.str(v, p)
+		case k == "output" && output:
+			w.textParts(v, p, "input_text")
+		}
+	})
+}
+
+func (w *walker) responsesOutputItem(it gjson.Result, p path) {
+	message := hasType(it, "message")
+	call := hasType(it, "function_call")
+	custom := hasType(it, "custom_tool_call")
+	reasoning := hasType(it, "reasoning")
+	w.members(it, p, func(k string, v gjson.Result, p path) {
+		switch {
+		case k == "content" && message:
+			w.elements(v, p, func(part gjson.Result, p path) {
+				text := hasType(part, "output_text")
+				refusal := hasType(part, "refusal")
+				w.members(part, p, func(k string, v gjson.Result, p path) {
+					if k == "text" && text || k == "refusal" && refusal {
+						w.str(v, p)
+					}
+				})
+			})
+		case k == "arguments" && call, k == "input" && custom:
+			w.str(v, p)
+		case k == "summary" && reasoning:
+			w.textParts(v, p, "summary_text")
+		}
+	})
+}
