@@ -88,8 +88,10 @@ const maxErrorBody = 1 << 20
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// Do implements [Lane.Do].
-func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.ResponseWriter) attempt.Result {
+// Do implements [Lane.Do]. The Result carries what the provider said about the attempt
+// (usage, model, finish reasons), read from the relayed bytes by a [usageMeter].
+func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.ResponseWriter) (res attempt.Result) {
+	defer func() { res.Done = time.Now() }()
 	body := req.Body
 	if gjson.GetBytes(body, "model").Str != req.Model {
 		// sjson returns a new slice; req.Body stays intact for the next attempt.
@@ -131,6 +133,7 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 		// unless the client itself went away.
 		return attempt.Result{Retryable: ctx.Err() == nil, Err: err}
 	}
+	headersAt := time.Now()
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
@@ -138,6 +141,7 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 			Status:    resp.StatusCode,
 			Retryable: resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests,
 			Header:    resp.Header, Body: b, Err: err,
+			FirstByte: headersAt, // the body is read at once: its first byte is not timed apart
 		}
 	}
 
@@ -148,9 +152,26 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	res := attempt.Result{Status: resp.StatusCode, Committed: true}
+	res = attempt.Result{Status: resp.StatusCode, Committed: true}
 	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	if err := copyBody(w, resp.Body, sse); err != nil {
+	var meter *usageMeter
+	if resp.StatusCode/100 == 2 {
+		meter = newUsageMeter(req.Endpoint, sse, resp.Header.Get("Content-Encoding"), resp.ContentLength)
+	}
+	first, err := copyBody(w, resp.Body, sse, meter)
+	if first.IsZero() {
+		first = headersAt // an empty body: the headers were all the provider sent
+	}
+	res.FirstByte = first
+	if meter != nil {
+		// A stream reports what arrived before a cut; a cut JSON body is unreadable anyway.
+		if err == nil || sse {
+			meter.finish(&res)
+		} else {
+			meter.release()
+		}
+	}
+	if err != nil {
 		res.Err = err
 		var ue upstreamError
 		if !errors.As(err, &ue) {
@@ -174,8 +195,9 @@ type upstreamError struct{ error }
 func (e upstreamError) Unwrap() error { return e.error }
 
 // copyBody copies src to w; with flush, every read is flushed at once so SSE events reach the
-// client as the provider sends them.
-func copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
+// client as the provider sends them. A non-nil meter is fed every piece read, after the
+// client got it. first is when the first byte was read (zero for an empty body).
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool, meter *usageMeter) (first time.Time, err error) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -183,22 +205,30 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool) error {
 	for {
 		n, rerr := src.Read(buf)
 		if n > 0 {
-			if _, err := w.Write(buf[:n]); err != nil {
-				return err
+			if first.IsZero() {
+				first = time.Now()
 			}
+			_, werr := w.Write(buf[:n])
 			// A writer that cannot flush (a wrapper without Unwrap) still gets every byte, only
 			// later; it is not a client that left.
-			if flush {
-				if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-					return err
+			if werr == nil && flush {
+				if err := rc.Flush(); !errors.Is(err, http.ErrNotSupported) {
+					werr = err
 				}
+			}
+			// After the client has the piece (or is gone: the provider sent it all the same).
+			if meter != nil {
+				meter.write(buf[:n])
+			}
+			if werr != nil {
+				return first, werr
 			}
 		}
 		if rerr == io.EOF {
-			return nil
+			return first, nil
 		}
 		if rerr != nil {
-			return upstreamError{rerr}
+			return first, upstreamError{rerr}
 		}
 	}
 }

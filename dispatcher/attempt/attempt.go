@@ -5,6 +5,7 @@ package attempt
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
@@ -49,4 +50,23 @@ type Result struct {
 	Body   []byte
 	// Err is the internal cause, for logs only.
 	Err error
+
+	// What the provider said about the attempt, for tracing, metering and pricing. A lane
+	// reads it from the response it relays and never holds a byte back to do so; a stream cut
+	// short reports what arrived before the cut.
+
+	// Usage is the provider's own token counts for a committed attempt (zero when it
+	// reported none, and for an uncommitted attempt).
+	Usage Usage
+	// ResponseModel is the model the provider says answered ("model" in its response), when
+	// it said.
+	ResponseModel string
+	// FinishReasons are the provider's finish or stop reasons in the client's vocabulary
+	// ("stop", "tool_calls", "end_turn", …), in choice order, one per choice that reported
+	// one.
+	FinishReasons []string
+	// FirstByte is when the first byte of the provider's response arrived (zero when none
+	// did); Done is when the attempt ended, a stream's end or cut included. Both are set
+	// on every attempt that got that far, committed or not.
+	FirstByte, Done time.Time
 }

@@ -165,9 +165,9 @@ func toolInput(args string) json.RawMessage {
 	return json.RawMessage("{}")
 }
 
-func renderAnthropicMessage(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, error) {
+func renderAnthropicMessage(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, []string, error) {
 	if len(resp.Choices) == 0 {
-		return nil, errors.New("translate: response without choices")
+		return nil, nil, errors.New("translate: response without choices")
 	}
 	c := resp.Choices[0]
 	out := antMessage{
@@ -192,7 +192,8 @@ func renderAnthropicMessage(resp *schemas.BifrostChatResponse, req *attempt.Requ
 	hasTools := len(out.Content) > 0 && out.Content[len(out.Content)-1].Type == "tool_use"
 	stop := anthropicStopReason(deref(c.FinishReason), hasTools)
 	out.StopReason = &stop
-	return json.Marshal(out)
+	b, err := json.Marshal(out)
+	return b, []string{stop}, err
 }
 
 // anthropicStream renders Bifrost chunks as Anthropic Messages stream events.
@@ -207,6 +208,7 @@ type anthropicStream struct {
 	sawTools  bool
 	finished  bool
 	reason    string
+	sent      string // the stop_reason written by finish
 	usage     *schemas.BifrostLLMUsage
 }
 
@@ -318,12 +320,20 @@ func (s *anthropicStream) finish(buf *bytes.Buffer) {
 	}
 	s.closeBlock(buf)
 	stop := anthropicStopReason(s.reason, s.sawTools)
+	s.sent = stop
 	s.event(buf, "message_delta", map[string]any{
 		"type":  "message_delta",
 		"delta": map[string]any{"stop_reason": stop, "stop_sequence": nil},
 		"usage": anthropicUsage(s.usage),
 	})
 	s.event(buf, "message_stop", map[string]string{"type": "message_stop"})
+}
+
+func (s *anthropicStream) finishReasons() []string {
+	if s.sent == "" {
+		return nil
+	}
+	return []string{s.sent}
 }
 
 // fail sends Anthropic's stream error event; the SDKs raise it as an APIError.

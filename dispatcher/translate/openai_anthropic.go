@@ -156,7 +156,7 @@ func messageText(m *schemas.ChatMessage) *string {
 	return &s
 }
 
-func renderOpenAIChat(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, error) {
+func renderOpenAIChat(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, []string, error) {
 	out := oaiCompletion{
 		ID:      firstNonEmpty(resp.ID, "chatcmpl-"+req.RequestID),
 		Object:  "chat.completion",
@@ -187,9 +187,14 @@ func renderOpenAIChat(resp *schemas.BifrostChatResponse, req *attempt.Request) (
 			FinishReason: openAIFinish(c.FinishReason, len(msg.ToolCalls) > 0)})
 	}
 	if len(out.Choices) == 0 {
-		return nil, errors.New("translate: response without choices")
+		return nil, nil, errors.New("translate: response without choices")
 	}
-	return json.Marshal(out)
+	reasons := make([]string, len(out.Choices))
+	for i, c := range out.Choices {
+		reasons[i] = c.FinishReason
+	}
+	b, err := json.Marshal(out)
+	return b, reasons, err
 }
 
 // openAIStream renders Bifrost chunks as chat.completion.chunk events.
@@ -203,6 +208,7 @@ type openAIStream struct {
 	sawTools bool
 	finished bool
 	reason   string
+	sent     string // the finish_reason written by finish
 	usage    *schemas.BifrostLLMUsage
 	toolSeen map[uint16]bool
 }
@@ -278,8 +284,16 @@ func (s *openAIStream) toolDelta(buf *bytes.Buffer, tc schemas.ChatAssistantMess
 
 func (s *openAIStream) done() bool { return s.finished }
 
+func (s *openAIStream) finishReasons() []string {
+	if s.sent == "" {
+		return nil
+	}
+	return []string{s.sent}
+}
+
 func (s *openAIStream) finish(buf *bytes.Buffer) {
 	reason := openAIFinish(&s.reason, s.sawTools)
+	s.sent = reason
 	if !s.roleSent {
 		empty := ""
 		s.delta(buf, oaiDelta{Content: &empty})

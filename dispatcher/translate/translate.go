@@ -94,8 +94,9 @@ type direction struct {
 	// upstream is the Bifrost provider implementation and the path it is served at.
 	upstream schemas.ModelProvider
 	path     string
-	// render writes a complete non-streaming response in the client's format.
-	render func(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, error)
+	// render writes a complete non-streaming response in the client's format, and returns
+	// the finish reasons it wrote, in choice order.
+	render func(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, []string, error)
 	// newStream returns the client-format renderer for one stream.
 	newStream func(req *attempt.Request, opts clientOptions) streamRenderer
 }
@@ -115,6 +116,9 @@ type streamRenderer interface {
 	finish(buf *bytes.Buffer)
 	// fail ends the stream with an error event.
 	fail(buf *bytes.Buffer, f failure)
+	// finishReasons returns the finish reasons finish wrote, in the client's vocabulary
+	// (nil before finish).
+	finishReasons() []string
 }
 
 func pick(req *attempt.Request) (direction, bool) {
@@ -134,8 +138,10 @@ func pick(req *attempt.Request) (direction, bool) {
 // Do performs one attempt whose req.ClientFormat differs from the provider's format.
 // Until it writes to w the Result is uncommitted and carries the error in the client's
 // format; once it writes, the Result is committed and a broken stream ends with an error
-// event in the client's format.
-func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWriter) attempt.Result {
+// event in the client's format. A committed Result carries the usage, model and finish
+// reasons Bifrost parsed from the provider's answer (see usageOf).
+func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWriter) (res attempt.Result) {
+	defer func() { res.Done = time.Now() }()
 	dir, ok := pick(req)
 	if !ok {
 		// Another provider in the chain may serve this endpoint natively.
@@ -160,19 +166,24 @@ func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWr
 		return e.stream(bctx, req, dir, breq, opts, w)
 	}
 	resp, berr := e.client.ChatCompletionRequest(bctx, breq)
+	// Bifrost hands the answer over whole: its arrival stands for the first byte's.
+	answered := time.Now()
 	if berr != nil {
-		return providerFailure(bctx, req, berr)
+		return providerFailure(bctx, req, berr, answered)
 	}
-	body, err := dir.render(resp, req)
+	body, reasons, err := dir.render(resp, req)
 	if err != nil {
-		return uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
+		res = uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
 			message: "The provider's response could not be translated.", retryable: true}, err)
+		res.FirstByte = answered
+		return res
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	res := attempt.Result{Status: http.StatusOK, Committed: true}
+	res = attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: answered,
+		Usage: usageOf(resp.Usage), ResponseModel: resp.Model, FinishReasons: reasons}
 	if _, err := w.Write(body); err != nil {
 		res.Err = fmt.Errorf("translate: write response: %w", err)
 	}
@@ -203,7 +214,7 @@ func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir 
 	breq *schemas.BifrostChatRequest, opts clientOptions, w http.ResponseWriter) attempt.Result {
 	ch, berr := e.client.ChatCompletionStreamRequest(bctx, breq)
 	if berr != nil {
-		return providerFailure(bctx, req, berr)
+		return providerFailure(bctx, req, berr, time.Now())
 	}
 	// Nothing is written until the first chunk proves the stream healthy: an error that
 	// arrives as the stream's first event can still fall back.
@@ -215,7 +226,7 @@ func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir 
 				message: "The provider ended the stream without a response.", retryable: true},
 				errors.New("translate: empty upstream stream"))
 		}
-		return providerFailure(bctx, req, first.BifrostError)
+		return providerFailure(bctx, req, first.BifrostError, time.Now())
 	}
 
 	h := w.Header()
@@ -223,9 +234,18 @@ func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir 
 	h.Set("Cache-Control", "no-cache")
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	res := attempt.Result{Status: http.StatusOK, Committed: true}
+	// Bifrost parses each event before handing it over: the first chunk's arrival stands for
+	// the first byte's.
+	res := attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: time.Now()}
 	rc := http.NewResponseController(w)
 	r := dir.newStream(req, opts)
+	// Bifrost puts the usage and the model on the final chunk (an OpenAI provider's model
+	// is on every chunk); a stream cut before it reports neither.
+	var usage *schemas.BifrostLLMUsage
+	report := func() {
+		res.Usage = usageOf(usage)
+		res.FinishReasons = r.finishReasons()
+	}
 	var buf bytes.Buffer
 	flush := func() bool {
 		if buf.Len() == 0 {
@@ -255,12 +275,20 @@ func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir 
 			flush()
 			res.Err = bifrostCause(c.BifrostError)
 			go drain(ch)
+			report()
 			return res
 		}
 		if c.BifrostChatResponse != nil {
+			if u := c.BifrostChatResponse.Usage; u != nil {
+				usage = u
+			}
+			if m := c.BifrostChatResponse.Model; m != "" {
+				res.ResponseModel = m
+			}
 			r.chunk(&buf, c.BifrostChatResponse)
 			if !flush() {
 				go drain(ch) // client gone; bctx.Cancel stops the upstream read
+				report()
 				return res
 			}
 		}
@@ -278,10 +306,12 @@ func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir 
 		if res.Err == nil {
 			res.Err = errors.New("translate: upstream stream ended without a finish reason")
 		}
+		report()
 		return res
 	}
 	r.finish(&buf)
 	flush()
+	report()
 	return res
 }
 
@@ -316,12 +346,18 @@ type failure struct {
 	code      string
 	message   string
 	retryable bool
+	answered  bool // the provider answered with this error status (not a network failure)
 }
 
-// providerFailure is the uncommitted Result for a Bifrost error. The provider's retry
-// hints ride along: if this is the chain's last attempt, the client SDK honours them.
-func providerFailure(bctx *schemas.BifrostContext, req *attempt.Request, berr *schemas.BifrostError) attempt.Result {
-	res := uncommitted(req, classify(bctx, berr), bifrostCause(berr))
+// providerFailure is the uncommitted Result for a Bifrost error that arrived at the given
+// time. The provider's retry hints ride along: if this is the chain's last attempt, the
+// client SDK honours them.
+func providerFailure(bctx *schemas.BifrostContext, req *attempt.Request, berr *schemas.BifrostError, at time.Time) attempt.Result {
+	f := classify(bctx, berr)
+	res := uncommitted(req, f, bifrostCause(berr))
+	if f.answered {
+		res.FirstByte = at
+	}
 	hs, _ := bctx.Value(schemas.BifrostContextKeyProviderResponseHeaders).(map[string]string)
 	for k, v := range hs {
 		switch strings.ToLower(k) {
@@ -380,7 +416,7 @@ func classify(ctx context.Context, berr *schemas.BifrostError) failure {
 		return failure{status: http.StatusBadGateway, code: "upstream_unreachable",
 			message: "The provider could not be reached.", retryable: true}
 	case !berr.IsBifrostError && status >= 400:
-		f := failure{status: status, code: firstNonEmpty(code, typ, "provider_error"),
+		f := failure{status: status, code: firstNonEmpty(code, typ, "provider_error"), answered: true,
 			retryable: status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout}
 		// Type or code set means Bifrost parsed the provider's own error JSON.
 		if (typ != "" || code != "") && !hasCause && msg != "" {
