@@ -16,11 +16,15 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/apierror"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/metrics"
 	"github.com/sluice-gateway/sluice/internal/reqid"
 	"github.com/sluice-gateway/sluice/internal/secretbox"
 	"github.com/sluice-gateway/sluice/internal/wire"
@@ -51,12 +55,21 @@ type Config struct {
 	CredentialEnv []string
 	// Keyring opens provider credentials sealed in the store; nil refuses sealed ones.
 	Keyring *secretbox.Keyring
+	// Tracer records each request's gateway span and one span per provider attempt; nil
+	// records none.
+	Tracer trace.Tracer
+	// Metrics counts requests, tokens and fallbacks; nil counts nothing.
+	Metrics *metrics.Metrics
+	// AccessLog, when set, gets one line per request.
+	AccessLog *slog.Logger
 }
 
 // Server is the dispatcher's http.Handler. Safe for concurrent use.
 type Server struct {
 	cfg       Config
 	providers atomic.Pointer[map[string]*attempt.Provider]
+	// capture holds the projects whose spans record prompts and completions.
+	capture atomic.Pointer[map[string]bool]
 }
 
 // New returns a server with no providers; call Load before serving traffic.
@@ -76,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg}
 	empty := map[string]*attempt.Provider{}
 	s.providers.Store(&empty)
+	s.capture.Store(&map[string]bool{})
 	return s, nil
 }
 
@@ -117,6 +131,13 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 		next[id] = &attempt.Provider{ID: id, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key}
 	}
 	s.providers.Store(&next)
+	capture := map[string]bool{}
+	for id, p := range r.Projects {
+		if p.Telemetry != nil && p.Telemetry.CaptureContent {
+			capture[id] = true
+		}
+	}
+	s.capture.Store(&capture)
 	return errors.Join(errs...)
 }
 
@@ -186,14 +207,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(wire.HeaderRequestID, claims.RequestID)
 	format = wire.ParseFormat(claims.Format)
 	endpoint := wire.ParseEndpoint(claims.Endpoint)
+	obs, w := s.observe(r.Context(), w, claims, endpoint.Path())
+	defer obs.finish()
 	if route, ok := wire.Lookup(r.URL.Path, format == wire.Anthropic); !ok || route.Endpoint != endpoint {
-		apierror.ErrNotFound.Write(w, format, claims.RequestID)
+		obs.fail(w, apierror.ErrNotFound, format)
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxRequestBytes+1))
 	if err != nil || int64(len(body)) > s.cfg.MaxRequestBytes {
-		apierror.New(http.StatusBadRequest, "invalid_request_error", "Could not read the request body.").
-			Write(w, format, claims.RequestID)
+		obs.fail(w, apierror.New(http.StatusBadRequest, "invalid_request_error", "Could not read the request body."), format)
 		return
 	}
 	header := make(http.Header, len(r.Header))
@@ -213,12 +235,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		RequestID: claims.RequestID, ClientFormat: format, Endpoint: endpoint, Stream: claims.Stream,
 		Body: body, Header: header, RawQuery: r.URL.RawQuery,
 	}
-	s.walk(r.Context(), w, &req, claims.Chain)
+	s.walk(obs, w, &req, claims.Chain)
 }
 
 // walk tries each provider of the chain in order until one answers, a non-retryable error
 // ends the walk, or an attempt commits a response to the client.
-func (s *Server) walk(ctx context.Context, w http.ResponseWriter, req *attempt.Request, chain []ctxtoken.Attempt) {
+func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Request, chain []ctxtoken.Attempt) {
+	ctx := obs.ctx
 	providers := *s.providers.Load()
 	var last *attempt.Result
 	failed := 0
@@ -232,13 +255,16 @@ func (s *Server) walk(ctx context.Context, w http.ResponseWriter, req *attempt.R
 		lane := s.cfg.Passthrough
 		if p.Type.Format() != req.ClientFormat {
 			if lane = s.cfg.Translator; lane == nil {
-				errNoTranslator.Write(w, req.ClientFormat, req.RequestID)
+				obs.fail(w, errNoTranslator, req.ClientFormat)
 				return
 			}
 		}
 		w.Header().Set(wire.HeaderFallbackCount, strconv.Itoa(failed))
+		span, start := obs.beginAttempt(req), time.Now()
 		res := lane.Do(ctx, req, w)
+		obs.endAttempt(span, req, start, &res)
 		if res.Committed {
+			obs.status = res.Status
 			return
 		}
 		if res.Err != nil {
@@ -250,11 +276,13 @@ func (s *Server) walk(ctx context.Context, w http.ResponseWriter, req *attempt.R
 			break
 		}
 		failed++
+		obs.failed = failed
 	}
 	if last == nil || last.Status == 0 {
-		errUpstream.Write(w, req.ClientFormat, req.RequestID)
+		obs.fail(w, errUpstream, req.ClientFormat)
 		return
 	}
+	obs.status, obs.errCode = last.Status, fallbackReason(last)
 	// Every attempt failed: the last provider's error goes back verbatim with its status.
 	h := w.Header()
 	for k, v := range last.Header {

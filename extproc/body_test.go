@@ -131,6 +131,10 @@ func TestBodyToken(t *testing.T) {
 			}
 			got := *c
 			got.RegisteredClaims = want.RegisteredClaims
+			if tr := got.Trace; tr == nil || len(tr.TraceID) != 32 || len(tr.SpanID) != 16 || tr.ParentID != "" || tr.StartNanos == 0 {
+				t.Errorf("trace claims = %+v, want a new trace with a gateway span and a start", tr)
+			}
+			got.Trace = nil
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("claims:\n got %+v\nwant %+v", got, want)
 			}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-gateway/sluice/extproc/guardrail"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/vkey"
@@ -53,12 +54,14 @@ type keyEntry struct {
 	// GET /v1/models bodies, rendered once at compile time.
 	modelsOpenAI    []byte
 	modelsAnthropic []byte
+	guards          *keyGuards // nil: the key runs no guardrail
 }
 
 // compile builds the hot path's view of a snapshot. A key or provider that does not decode
 // is left out (and reported), never allowed to take the rest down.
-func compile(snap *config.Snapshot) (*compiled, error) {
+func compile(snap *config.Snapshot, gopts guardrail.Options) (*compiled, error) {
 	r, decodeErr := snap.Decode()
+	guards, badGuards := compileGuardrails(r, gopts)
 	providers := make(map[string]*providerEntry, len(r.Providers))
 	for id, p := range r.Providers {
 		if p.Type.Dispatchable() {
@@ -69,6 +72,9 @@ func compile(snap *config.Snapshot) (*compiled, error) {
 	var errs []error
 	if decodeErr != nil {
 		errs = append(errs, decodeErr)
+	}
+	for _, err := range badGuards {
+		errs = append(errs, err)
 	}
 	for _, k := range r.Keys {
 		d, err := vkey.ParseDigest(k.Hash)
@@ -82,6 +88,10 @@ func compile(snap *config.Snapshot) (*compiled, error) {
 			e.expires = *k.ExpiresAt
 		}
 		e.setTenant(r, k.Scope)
+		e.attachGuards(r, k, guards, badGuards)
+		if e.guards != nil && e.guards.err != nil {
+			errs = append(errs, fmt.Errorf("virtual key %s: refused until fixed: %w", k.ID, e.guards.err))
+		}
 		e.chain = keyChain(r, k, providers)
 		e.modelsOpenAI, e.modelsAnthropic = renderModels(e.listModels())
 		out.keys[d] = &keyRef{key: e}

@@ -12,6 +12,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/tidwall/gjson"
 
+	"github.com/sluice-gateway/sluice/extproc/content"
+	"github.com/sluice-gateway/sluice/extproc/guardrail"
 	"github.com/sluice-gateway/sluice/internal/apierror"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/reqid"
@@ -31,13 +33,24 @@ type request struct {
 	// strip lists the request headers to remove before the request leaves Envoy: the client
 	// credential and every client-sent x-sluice-* header.
 	strip []string
+
+	trace reqTrace
+	// dispatched: the request went on to the dispatcher, which records its gateway span.
+	dispatched bool
+	blockedBy  string // the guardrail that blocked the request, if one did
+
+	// Response inspection, for keys with response or stream guardrails only.
+	bufferResponse bool              // the JSON answer is buffered for response guardrails
+	rewriter       *content.Rewriter // the SSE answer is re-framed through stream guardrails
+	streams        []*guardrail.Stream
+	streamBlocked  bool
 }
 
 var errNoBody = apierror.New(http.StatusBadRequest, "invalid_request_error", "Request body is required.")
 
 func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	r.id = reqid.New()
-	var path, method, authz, apiKey string
+	var path, method, authz, apiKey, traceparent string
 	var anthropicVersion bool
 	contentLength := int64(-1)
 	for _, hv := range h.GetHeaders().GetHeaders() {
@@ -55,6 +68,8 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 			r.strip = append(r.strip, k)
 		case k == "anthropic-version":
 			anthropicVersion = true
+		case k == "traceparent":
+			traceparent = headerValue(hv)
 		case k == "content-length":
 			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil {
 				contentLength = n
@@ -66,6 +81,7 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 			r.strip = append(r.strip, k)
 		}
 	}
+	r.trace.begin(r.srv.cfg.Now(), traceparent)
 	// Until the route is known, errors speak the dialect the path suggests.
 	r.route.Format = wire.OpenAI
 	if strings.HasPrefix(path, "/v1/messages") {
@@ -111,13 +127,17 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 	// Strip and stamp now, so even a reply Envoy generates itself while buffering the body
 	// (413) names the request; the context token follows in the body response, once the model
 	// and so the chain are known.
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
+	out := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation: &extprocv3.HeaderMutation{
 				RemoveHeaders: r.strip,
 				SetHeaders:    []*corev3.HeaderValueOption{setHeader(wire.HeaderRequestID, r.id)},
 			},
 		}}}}
+	if key.guards.inspectsResponses() {
+		out.ModeOverride = responseMode
+	}
+	return out
 }
 
 func tooLarge(limit int64) *apierror.Error {
@@ -172,18 +192,33 @@ func (r *request) onBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 		RequestID: r.id, KeyID: r.key.id, OrgID: r.key.org, TeamID: r.key.team,
 		ProjectID: r.key.project, PrincipalID: r.key.principal,
 		Model: model, Format: r.route.Format.String(), Endpoint: r.route.Endpoint.String(),
-		Stream: stream.Type == gjson.True, Chain: chain,
+		Stream: stream.Type == gjson.True, Chain: chain, Trace: r.trace.claims(),
+	}
+	if r.key.guards != nil && r.key.guards.err != nil {
+		r.srv.cfg.Logger.Error("extproc: guardrail config", "request_id", r.id, "key_id", r.key.id, "err", r.key.guards.err)
+		return r.reject(errGuardrailConfig)
+	}
+	// Guardrails run last, so a request refused for cheaper reasons costs no evaluation.
+	redacted, gerr := r.guardRequest(body)
+	if gerr != nil {
+		return r.reject(gerr)
 	}
 	tok, err := r.srv.cfg.Signer.Sign(claims)
 	if err != nil {
 		return r.reject(apierror.As(err))
 	}
+	r.dispatched = true
+	r.tracePolicy(model)
+	common := &extprocv3.CommonResponse{HeaderMutation: &extprocv3.HeaderMutation{
+		SetHeaders: []*corev3.HeaderValueOption{setHeader(wire.HeaderContext, tok)},
+	}}
+	if redacted != nil {
+		common.BodyMutation = &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: redacted}}
+		common.HeaderMutation.SetHeaders = append(common.HeaderMutation.SetHeaders,
+			setHeader("content-length", strconv.Itoa(len(redacted))))
+	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{
-		RequestBody: &extprocv3.BodyResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{
-				SetHeaders: []*corev3.HeaderValueOption{setHeader(wire.HeaderContext, tok)},
-			},
-		}},
+		RequestBody: &extprocv3.BodyResponse{Response: common},
 	}}
 }
 
@@ -199,19 +234,27 @@ func (r *request) reject(e *apierror.Error) *extprocv3.ProcessingResponse {
 	if e.Status >= 500 {
 		r.srv.cfg.Logger.Error("extproc: internal error", "request_id", r.id, "err", e.Cause)
 	}
+	r.traceRejection(e)
+	r.logRejection(e)
 	return r.immediate(e.Status, e.Body(r.route.Format, r.id), e.Code)
 }
 
 func (r *request) immediate(code int, body []byte, details string) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
 		ImmediateResponse: &extprocv3.ImmediateResponse{
-			Status: &typev3.HttpStatus{Code: typev3.StatusCode(code)},
-			Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
-				setHeader("content-type", "application/json"),
-				setHeader(wire.HeaderRequestID, r.id),
-			}},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(code)},
+			Headers: &extprocv3.HeaderMutation{SetHeaders: r.responseHeaders()},
 			Body:    body,
 			Details: details,
 		},
 	}}
+}
+
+// responseHeaders are the headers of a response extproc answers itself.
+func (r *request) responseHeaders() []*corev3.HeaderValueOption {
+	hs := []*corev3.HeaderValueOption{setHeader("content-type", "application/json"), setHeader(wire.HeaderRequestID, r.id)}
+	for _, h := range r.traceHeaders() {
+		hs = append(hs, setHeader(h[0], h[1]))
+	}
+	return hs
 }

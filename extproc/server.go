@@ -9,18 +9,22 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/sluice-gateway/sluice/extproc/guardrail"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/metrics"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 )
 
@@ -38,6 +42,15 @@ type Config struct {
 	ResolveTimeout time.Duration
 	// Now is the clock for expiry and rotation grace; nil means time.Now.
 	Now func() time.Time
+	// WebhookClient calls guardrail webhooks; nil means the guardrail package's default.
+	WebhookClient *http.Client
+	// Tracer records the spans of refused requests and extproc's policy work; nil records
+	// none.
+	Tracer trace.Tracer
+	// Metrics counts ext_proc messages, refusals and guardrail verdicts; nil counts nothing.
+	Metrics *metrics.Metrics
+	// AccessLog, when set, gets one line per request extproc answers itself.
+	AccessLog *slog.Logger
 }
 
 // SetResolver sets the resolver asked for a key this replica has not seen (one created
@@ -64,6 +77,7 @@ type Server struct {
 	resolver   KeyResolver
 	lookups    chan struct{} // semaphore: on-demand lookups in flight
 	lookupWarn everySecond
+	guardOpts  guardrail.Options // shared by every compiled guardrail: one webhook client
 }
 
 // New returns a server with an empty key set; call Load before serving traffic.
@@ -80,7 +94,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, misses: newMissCache(4096, time.Second), lookups: make(chan struct{}, maxLookups)}
+	s := &Server{cfg: cfg, misses: newMissCache(4096, time.Second), lookups: make(chan struct{}, maxLookups),
+		guardOpts: guardrail.Options{Client: cfg.WebhookClient}}
 	s.state.Store(&compiled{})
 	return s, nil
 }
@@ -99,7 +114,7 @@ func (s *Server) Load(c *config.Config) error {
 // decode are left out and reported in the error; the rest is published, since one bad key
 // must not stop the gateway from serving every other one.
 func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
-	next, err := compile(snap)
+	next, err := compile(snap, s.guardOpts)
 	s.state.Store(next)
 	return err
 }
@@ -127,14 +142,23 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err 
 			return err
 		}
 		var resp *extprocv3.ProcessingResponse
+		mt := s.cfg.Metrics
 		switch m := msg.Request.(type) {
 		case *extprocv3.ProcessingRequest_RequestHeaders:
+			mt.ExtProcMessage("request_headers")
 			resp = req.onHeaders(m.RequestHeaders)
 		case *extprocv3.ProcessingRequest_RequestBody:
+			mt.ExtProcMessage("request_body")
 			resp = req.onBody(m.RequestBody)
+		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			mt.ExtProcMessage("response_headers")
+			resp = req.onResponseHeaders(m.ResponseHeaders)
+		case *extprocv3.ProcessingRequest_ResponseBody:
+			mt.ExtProcMessage("response_body")
+			resp = req.onResponseBody(m.ResponseBody)
 		default:
-			// Response and trailer phases are skipped in the filter config; if a future config
-			// sends them, let them through untouched rather than stall the request.
+			// Trailer phases are skipped in the filter config; if a future config sends
+			// them, let them through untouched rather than stall the request.
 			resp = passThrough(msg)
 		}
 		if err := stream.Send(resp); err != nil {
@@ -161,10 +185,6 @@ func bearer(v string) string {
 
 func passThrough(msg *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	switch msg.Request.(type) {
-	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
-	case *extprocv3.ProcessingRequest_ResponseBody:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
 	default:

@@ -26,6 +26,9 @@ type Config struct {
 	Keys      []Key      `json:"keys"`
 	// Guardrails are stored documents as the admin API takes them; keys attach them by id.
 	Guardrails []Guardrail `json:"guardrails,omitempty"`
+	// Projects, when a key's project needs more than its id (its own telemetry), are
+	// stored documents as the admin API takes them.
+	Projects []Project `json:"projects,omitempty"`
 }
 
 // Provider is one model provider.

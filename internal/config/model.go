@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -216,9 +217,52 @@ type Project struct {
 	TeamID string `json:"team_id,omitempty"`
 	Name   string `json:"name"`
 	// Guardrails apply to every key in the project.
-	Guardrails []string  `json:"guardrails,omitempty"`
-	CreatedAt  time.Time `json:"created_at,omitzero"`
-	UpdatedAt  time.Time `json:"updated_at,omitzero"`
+	Guardrails []string `json:"guardrails,omitempty"`
+	// Telemetry, when set, files the project's traces with its own collector.
+	Telemetry *ProjectTelemetry `json:"telemetry,omitempty"`
+	CreatedAt time.Time         `json:"created_at,omitzero"`
+	UpdatedAt time.Time         `json:"updated_at,omitzero"`
+}
+
+// ProjectTelemetry routes a project's spans to its own OTLP collector: a shared gateway
+// files each tenant's traces with that tenant.
+type ProjectTelemetry struct {
+	// OTLPEndpoint is http(s)://host:port[/path] for OTLP/HTTP, or grpc(s)://host:port for
+	// OTLP/gRPC. Empty: the project's spans go to the gateway's own collector.
+	OTLPEndpoint string `json:"otlp_endpoint,omitempty"`
+	// OTLPHeadersEnv maps a header sent with every export to the environment variable of
+	// the gateway's processes that holds its value (a collector's API key stays out of
+	// config).
+	OTLPHeadersEnv map[string]string `json:"otlp_headers_env,omitempty"`
+	// CaptureContent records prompts and completions on the project's spans. Off unless
+	// the project turns it on.
+	CaptureContent bool `json:"capture_content,omitempty"`
+}
+
+// Validate reports every problem with t.
+func (t *ProjectTelemetry) Validate() error {
+	var errs []error
+	if t.OTLPEndpoint != "" {
+		u, err := url.Parse(t.OTLPEndpoint)
+		switch {
+		case err != nil || u.Host == "" || u.User != nil:
+			errs = append(errs, fmt.Errorf("telemetry.otlp_endpoint must be a URL with a host and no credentials"))
+		case u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "grpc" && u.Scheme != "grpcs":
+			errs = append(errs, fmt.Errorf("telemetry.otlp_endpoint scheme %q is not http, https, grpc or grpcs", u.Scheme))
+		}
+	}
+	for h, env := range t.OTLPHeadersEnv {
+		if h == "" || strings.ContainsAny(h, " :\r\n") {
+			errs = append(errs, fmt.Errorf("telemetry.otlp_headers_env: %q is not a header name", h))
+		}
+		if !envNameRE.MatchString(env) || strings.HasPrefix(strings.ToUpper(env), "SLUICE_") {
+			errs = append(errs, fmt.Errorf("telemetry.otlp_headers_env[%q]: %q is not an environment variable name outside SLUICE_*", h, env))
+		}
+	}
+	if len(t.OTLPHeadersEnv) > 0 && t.OTLPEndpoint == "" {
+		errs = append(errs, errors.New("telemetry.otlp_headers_env needs otlp_endpoint"))
+	}
+	return errors.Join(errs...)
 }
 
 // Principal is a person (or a service identity) keys can be issued to.
@@ -272,6 +316,11 @@ func (p *Project) Validate() error {
 	errs := []error{ValidateID(KindProject, p.ID), parentID("project", "org_id", KindOrganization, p.OrgID),
 		validateName("project", p.Name, true)}
 	errs = append(errs, idList("project "+p.ID+": guardrails", KindGuardrail, p.Guardrails)...)
+	if p.Telemetry != nil {
+		if err := p.Telemetry.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("project %s: %w", p.ID, err))
+		}
+	}
 	if p.TeamID != "" {
 		errs = append(errs, parentID("project", "team_id", KindTeam, p.TeamID))
 	}

@@ -89,6 +89,9 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 		}
 		put(vk)
 	}
-	s.Version = "static-" + strconv.Itoa(len(c.Keys)) + "-" + strconv.Itoa(len(c.Providers)) + "-" + strconv.Itoa(len(c.Guardrails))
+	for i := range c.Projects {
+		put(&c.Projects[i]) // after the keys' own: the full document wins
+	}
+	s.Version = "static-" + strconv.Itoa(len(c.Keys)) + "-" + strconv.Itoa(len(c.Providers)) + "-" + strconv.Itoa(len(c.Guardrails)) + "-" + strconv.Itoa(len(c.Projects))
 	return s, firstErr
 }

@@ -37,7 +37,21 @@ type Claims struct {
 	Endpoint    string    `json:"ep"`    // see wire.Endpoint
 	Stream      bool      `json:"stream,omitempty"`
 	Chain       []Attempt `json:"chain"`
+	// Trace is the request's place in its trace: the trace id, the gateway span extproc
+	// minted for the request, the client's span it nests under (empty without a client
+	// traceparent) and when extproc first saw the request, so that whichever process
+	// finishes the request records the gateway span whole.
+	Trace *Trace `json:"tr,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// Trace locates a request in its trace; ids are lower-case hex.
+type Trace struct {
+	TraceID    string `json:"t"`
+	SpanID     string `json:"s"`
+	ParentID   string `json:"p,omitempty"`
+	Unsampled  bool   `json:"u,omitempty"`
+	StartNanos int64  `json:"t0"`
 }
 
 // Signer mints tokens. It is safe for concurrent use.

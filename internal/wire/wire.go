@@ -127,6 +127,9 @@ const (
 	HeaderContext = "x-sluice-ctx"
 	// HeaderFallbackCount is the number of failed attempts before the one that answered.
 	HeaderFallbackCount = "x-sluice-fallback-count"
+	// HeaderTraceID and HeaderSpanID name the request's trace and its gateway span.
+	HeaderTraceID = "x-sluice-trace-id"
+	HeaderSpanID  = "x-sluice-span-id"
 	// HeaderPrefix is the prefix of every header only Sluice may set; extproc strips
 	// client-sent copies.
 	HeaderPrefix = "x-sluice-"

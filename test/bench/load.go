@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,11 +17,14 @@ import (
 
 // target is one path under test: where to send the request and with which key.
 type target struct {
-	name   string // "direct", "envoy-only", "sluice", with "-stream" for streamed requests
+	name   string // "direct", "envoy-only", "sluice", "sluice-guarded", with "-stream" for streamed requests
 	base   string // what the stream rows are compared to ("direct" or "direct-stream")
 	url    string // full URL of the chat completions endpoint
 	auth   string // Authorization header value
 	stream bool
+	// admin, for sluice rows, is its Envoy's admin address: the row reports ext_proc
+	// messages per request from Envoy's own counters.
+	admin string
 }
 
 // Request bodies: small, fixed, OpenAI chat completions.
@@ -174,6 +178,15 @@ type stats struct {
 	errors   int64
 	firstErr string
 	elapsed  time.Duration
+	extProc  int64 // ext_proc messages Envoy sent during the measured requests; -1: not measured
+}
+
+// msgsPerRequest is the ext_proc messages per request, or "–" when not measured.
+func (s *stats) msgsPerRequest() string {
+	if s.extProc < 0 || len(s.lat) == 0 {
+		return "–"
+	}
+	return strconv.FormatFloat(float64(s.extProc)/float64(len(s.lat)), 'f', 2, 64)
 }
 
 func (s *stats) add(r run) {

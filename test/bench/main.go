@@ -8,7 +8,13 @@
 //     ext_proc disabled (xds.Params.DisableExtProc), the floor any Envoy-based gateway pays;
 //   - sluice: the full governed path, the real `sluice serve --config F` child (Envoy,
 //     extproc, dispatcher) with a virtual key minted by internal/vkey; the dispatcher swaps
-//     it for the provider credential, so a broken swap fails the run.
+//     it for the provider credential, so a broken swap fails the run;
+//   - sluice-guarded: the same with a key whose PII guardrail (redact) inspects the request,
+//     the answer and, for streams, every chunk: the cost of inspection, next to the row
+//     without it.
+//
+// Sluice rows also report ext_proc messages per request, from Envoy's own counters: 2 for a
+// key without response guardrails (request headers and body), more for a guarded one.
 //
 // With -stream (default on) each path is also measured with "stream": true
 // (direct-stream, envoy-only-stream, sluice-stream), latency being time to last byte.
@@ -45,6 +51,9 @@
 //	-envoy-concurrency N   worker threads of both Envoys (default 2)
 //	-timeout D             overall deadline, start-up included (default 5m)
 //	-benchfmt              also print Go benchmark lines (BenchmarkPath/sluice/c16-2 ...)
+//	-collector MODE        sluice's OTLP collector: none (default), up (an in-process
+//	                       receiver) or down (one that accepts and never answers): with
+//	                       down, the rows show what a dead collector costs requests
 //	-envoy-stats           also print both Envoys' own request-time histograms (P50..P99.9,
 //	                       ms, cumulative over the run): where sluice's added time goes,
 //	                       Envoy+extproc (downstream minus upstream) or the dispatcher hop.
@@ -75,6 +84,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/envoy"
+	"github.com/sluice-gateway/sluice/internal/telemetry/otlptest"
 )
 
 type options struct {
@@ -84,6 +94,7 @@ type options struct {
 	timeout             time.Duration
 	stream, benchfmt    bool
 	envoyStats          bool
+	collector           string
 	args                []string
 }
 
@@ -103,6 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "overall deadline, start-up included")
 	fs.BoolVar(&o.benchfmt, "benchfmt", false, "also print Go benchmark-format lines for benchstat")
 	fs.BoolVar(&o.envoyStats, "envoy-stats", false, "also print both Envoys' own request-time histograms")
+	fs.StringVar(&o.collector, "collector", "none", "sluice's OTLP collector: none, up (an in-process receiver) or down (one that never answers)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -127,6 +139,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.c == 1 && o.c1n > 0 {
 		errs = append(errs, errors.New("-c 1 duplicates the sequential cells: use -c1n N alone, or -c1n 0 -c 1 -n N"))
+	}
+	if o.collector != "none" && o.collector != "up" && o.collector != "down" {
+		errs = append(errs, fmt.Errorf("-collector %q: want none, up or down", o.collector))
 	}
 	if o.timeout <= 0 {
 		errs = append(errs, errors.New("-timeout must be positive"))
@@ -189,7 +204,21 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	}
 	defer eo.stop()
 	logf("envoy-only on %s", eo.url)
-	sl, err := startSluice(ctx, o.sluiceBin, o.envoyBin, fk.addr, o.envoyConc)
+	var otlp string
+	if o.collector != "none" {
+		rcv, err := otlptest.Start()
+		if err != nil {
+			fmt.Fprintln(stderr, "bench: collector:", err)
+			return 1
+		}
+		defer rcv.Close()
+		if o.collector == "down" {
+			rcv.SetBehaviour(otlptest.Hang)
+		}
+		otlp = rcv.HTTPURL()
+		logf("collector %s on %s", o.collector, otlp)
+	}
+	sl, err := startSluice(ctx, o.sluiceBin, o.envoyBin, fk.addr, o.envoyConc, otlp)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: sluice: %v\n--- sluice output (tail) ---\n%s\n", err, sl.out.tail(8<<10))
 		return 1
@@ -206,10 +235,11 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	targets := []target{
 		{name: "direct", base: "direct", url: "http://" + fk.addr + path, auth: bearer + providerCredential},
 		{name: "envoy-only", base: "direct", url: eo.url + path, auth: bearer + providerCredential},
-		{name: "sluice", base: "direct", url: sl.url + path, auth: bearer + sl.secret},
+		{name: "sluice", base: "direct", url: sl.url + path, auth: bearer + sl.secret, admin: sl.admin},
+		{name: "sluice-guarded", base: "direct", url: sl.url + path, auth: bearer + sl.guarded, admin: sl.admin},
 	}
 	if o.stream {
-		for _, t := range targets[:3] {
+		for _, t := range targets[:4] {
 			t.name, t.base, t.stream = t.name+"-stream", "direct-stream", true
 			targets = append(targets, t)
 		}
@@ -249,8 +279,22 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 						return 1
 					}
 				}
+				msgs0, msgErr := int64(0), error(nil)
+				if t.admin != "" {
+					msgs0, msgErr = extProcMessages(ctx, t.admin)
+				}
 				r, err := load(ctx, client, t, lv.n, lv.conc)
 				client.CloseIdleConnections()
+				msgs := int64(-1)
+				if t.admin != "" && msgErr == nil {
+					var msgs1 int64
+					if msgs1, msgErr = extProcMessages(ctx, t.admin); msgErr == nil {
+						msgs = msgs1 - msgs0
+					}
+				}
+				if msgErr != nil {
+					err = errors.Join(err, fmt.Errorf("%s: reading ext_proc counters: %w", t.name, msgErr))
+				}
 				if err != nil {
 					fmt.Fprintf(stderr, "bench: ERROR %v\n", err)
 					childTails()
@@ -260,10 +304,16 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 				st := cells[k]
 				if st == nil {
 					st = &stats{path: t.name, base: t.base, conc: lv.conc}
+					if t.admin == "" {
+						st.extProc = -1
+					}
 					cells[k] = st
 					order = append(order, st)
 				}
 				st.add(r)
+				if msgs >= 0 {
+					st.extProc += msgs
+				}
 				logf("%-17s c%-3d run %d/%d: %d requests in %v, %d errors", t.name, lv.conc, rep+1, o.count,
 					len(r.lat), r.elapsed.Round(time.Millisecond), r.errors)
 				if r.errors > 0 {
@@ -301,6 +351,13 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	}
 	var failed int64
 	for _, st := range order {
+		// A key without response guardrails must cost Envoy exactly two ext_proc messages
+		// (request headers and body): the response phases stay skipped.
+		if (st.path == "sluice" || st.path == "sluice-stream") && st.extProc != 2*int64(len(st.lat)) {
+			fmt.Fprintf(stderr, "\nbench: ERROR: %s at concurrency %d: %d ext_proc messages for %d requests, want 2 per request\n",
+				st.path, st.conc, st.extProc, len(st.lat))
+			failed++
+		}
 		if st.errors > 0 {
 			failed += st.errors
 			fmt.Fprintf(stderr, "\nbench: ERROR: %s at concurrency %d: %d of %d requests FAILED; first: %s\n",
@@ -332,6 +389,7 @@ func machineFacts(o options, envoyVer string) facts {
 			"compare the \"added\" columns", runtime.NumCPU()),
 		fmt.Sprintf("workload: POST /v1/chat/completions, %d-byte body (model %s), fake provider in-process with zero delay",
 			len(bodyPlain), benchModel),
+		fmt.Sprintf("sluice's OTLP collector: %s", o.collector),
 	}
 }
 
@@ -354,16 +412,16 @@ func report(w io.Writer, f facts, order []*stats, cell func(base string, conc in
 		fmt.Fprintln(w, "- "+l)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| path              | conc | requests | rps     | p50      | p99      | added p50 | added p99 |")
-	fmt.Fprintln(w, "|-------------------|------|----------|---------|----------|----------|-----------|-----------|")
+	fmt.Fprintln(w, "| path                  | conc | requests | rps     | p50      | p99      | added p50 | added p99 | ext_proc msgs/req |")
+	fmt.Fprintln(w, "|-----------------------|------|----------|---------|----------|----------|-----------|-----------|-------------------|")
 	for _, st := range order {
 		p50, p99 := pct(st.lat, 50), pct(st.lat, 99)
 		a50, a99 := "–", "–"
 		if b := cell(st.base, st.conc); b != nil && b != st {
 			a50, a99 = fmtDur(p50-pct(b.lat, 50)), fmtDur(p99-pct(b.lat, 99))
 		}
-		fmt.Fprintf(w, "| %-17s | %-4d | %-8d | %-7.0f | %-8s | %-8s | %-9s | %-9s |\n",
-			st.path, st.conc, len(st.lat), st.rps(), fmtDur(p50), fmtDur(p99), a50, a99)
+		fmt.Fprintf(w, "| %-21s | %-4d | %-8d | %-7.0f | %-8s | %-8s | %-9s | %-9s | %-17s |\n",
+			st.path, st.conc, len(st.lat), st.rps(), fmtDur(p50), fmtDur(p99), a50, a99, st.msgsPerRequest())
 	}
 }
 

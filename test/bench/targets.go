@@ -200,17 +200,18 @@ func (e *envoyOnly) exited() bool {
 
 // sluiceProc is the full path: the real `sluice serve --config F` as a child process.
 type sluiceProc struct {
-	url    string
-	admin  string // its Envoy's admin, host:port
-	secret string // the virtual key the client sends
-	dir    string
-	cmd    *exec.Cmd
-	out    *tailBuffer
-	done   chan struct{} // closed when the child has exited
+	url     string
+	admin   string // its Envoy's admin, host:port
+	secret  string // the virtual key the client sends
+	guarded string // a virtual key whose requests, answers and streams run a PII guardrail
+	dir     string
+	cmd     *exec.Cmd
+	out     *tailBuffer
+	done    chan struct{} // closed when the child has exited
 }
 
 // startSluice returns a usable out buffer even on error; it has then stopped what it started.
-func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrency int) (*sluiceProc, error) {
+func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrency int, otlp string) (*sluiceProc, error) {
 	dir, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
 		return &sluiceProc{out: &tailBuffer{}}, err
@@ -228,11 +229,20 @@ func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrenc
 	if s.secret, err = vkey.NewSecret(); err != nil {
 		return fail(err)
 	}
+	if s.guarded, err = vkey.NewSecret(); err != nil {
+		return fail(err)
+	}
 	cfg := config.Config{Version: config.Version,
 		Providers: []config.Provider{{ID: "p-fake", Type: "openai", BaseURL: "http://" + fakeAddr,
 			APIKeyEnv: "BENCH_OPENAI_KEY", Models: []string{benchModel}}},
-		Keys: []config.Key{{ID: config.NewID(config.KindVirtualKey), Name: "bench", Hash: hasher.Sum(s.secret).Hex(),
-			OrgID: "org-bench", TeamID: "team-bench", ProjectID: "proj-bench"}},
+		Guardrails: []config.Guardrail{{ID: "pii", Name: "PII", Kind: config.GuardrailPII, Action: config.ActionRedact,
+			Directions: []config.GuardrailDirection{config.DirectionRequest, config.DirectionResponse, config.DirectionStream}}},
+		Keys: []config.Key{
+			{ID: config.NewID(config.KindVirtualKey), Name: "bench", Hash: hasher.Sum(s.secret).Hex(),
+				OrgID: "org-bench", TeamID: "team-bench", ProjectID: "proj-bench"},
+			{ID: config.NewID(config.KindVirtualKey), Name: "bench-guarded", Hash: hasher.Sum(s.guarded).Hex(),
+				OrgID: "org-bench", TeamID: "team-bench", ProjectID: "proj-bench", Guardrails: []string{"pii"}},
+		},
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -256,7 +266,7 @@ func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrenc
 	s.url = "http://" + listen
 	s.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--listen", listen,
 		"--dispatcher-listen", disp, "--envoy-admin", s.admin, "--envoy", envoyBin, "--state-dir", filepath.Join(dir, "state"),
-		"--envoy-concurrency", strconv.Itoa(concurrency))
+		"--envoy-concurrency", strconv.Itoa(concurrency), "--otlp-endpoint", otlp)
 	s.cmd.Env = append(os.Environ(), "SLUICE_PEPPER="+pepper, "BENCH_OPENAI_KEY="+providerCredential)
 	s.cmd.Stderr = s.out
 	// Own process group: a terminal ^C reaches only us, and we stop sluice in order. Pdeathsig:
@@ -349,6 +359,35 @@ func envoyVersion(ctx context.Context, bin string) string {
 		}
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// extProcMessages returns how many messages the Envoy at admin has sent to ext_proc so far,
+// from its own ext_proc statistics.
+func extProcMessages(ctx context.Context, admin string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/stats?filter=ext_proc\\.stream_msgs_sent$", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var total int64
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if _, v, ok := strings.Cut(sc.Text(), ": "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("ext_proc stat %q: %w", sc.Text(), err)
+			}
+			total, found = total+n, true
+		}
+	}
+	if !found {
+		return 0, errors.New("envoy reports no ext_proc stream_msgs_sent counter")
+	}
+	return total, sc.Err()
 }
 
 // envoyTimes returns Envoy's own request-time histograms (ms; cumulative over the whole run,

@@ -29,6 +29,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/fakeprovider"
+	"github.com/sluice-gateway/sluice/internal/telemetry/otlptest"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 )
 
@@ -44,12 +45,17 @@ type gateway struct {
 	dispatcher string // dispatcher, host:port (only Envoy should reach it)
 	fake       *fakeprovider.Server
 	fakeSrv    *httptest.Server
-	keys       map[string]string // key name → secret
-	pepper     string
-	dir        string
-	cmd        *exec.Cmd
-	done       chan error // the sluice process's exit
-	logs       *syncBuffer
+	judge      *judge // the guardrail webhook the "judged" key calls
+	// Collectors: the gateway's own, and the two projects' that file their traces apart.
+	otlp, otlpA, otlpB *otlptest.Receiver
+	metrics            string            // http://host:port/metrics
+	keyIDs             map[string]string // key name → key id
+	keys               map[string]string // key name → secret
+	pepper             string
+	dir                string
+	cmd                *exec.Cmd
+	done               chan error // the sluice process's exit
+	logs               *syncBuffer
 }
 
 var (
@@ -125,13 +131,19 @@ func newGateway() (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &gateway{dir: dir, keys: map[string]string{}, pepper: randomString(32), logs: &syncBuffer{}}
+	g := &gateway{dir: dir, keys: map[string]string{}, keyIDs: map[string]string{}, pepper: randomString(32), logs: &syncBuffer{}}
 	bin, err := sluiceBinary(dir)
 	if err != nil {
 		return nil, err
 	}
 	g.fake = fakeprovider.New(fakeprovider.Config{OpenAIKey: fakeOpenAIKey, AnthropicKey: fakeAnthropicKey})
 	g.fakeSrv = httptest.NewServer(g.fake)
+	g.judge = startJudge()
+	for _, r := range []**otlptest.Receiver{&g.otlp, &g.otlpA, &g.otlpB} {
+		if *r, err = otlptest.Start(); err != nil {
+			return nil, err
+		}
+	}
 
 	hasher, _ := vkey.NewHasher([]byte(g.pepper))
 	cfg := config.Config{Version: config.Version, Providers: []config.Provider{
@@ -148,12 +160,21 @@ func newGateway() (*gateway, error) {
 			mod(&k)
 		}
 		cfg.Keys = append(cfg.Keys, k)
-		g.keys[name] = secret
+		g.keys[name], g.keyIDs[name] = secret, k.ID
 	}
 	addKey("main", func(k *config.Key) {
 		k.ModelAliases = map[string]config.Alias{"fast": {Model: "gpt-4o-mini"}}
 	})
 	addKey("mini-only", func(k *config.Key) { k.ModelsAllowed = []string{"gpt-4o-mini"} })
+	cfg.Guardrails = guardrails(g.judge.srv.URL)
+	for name, ids := range guardedKeys {
+		addKey(name, func(k *config.Key) { k.Guardrails = ids })
+	}
+	addKey("metrics-probe", func(k *config.Key) { k.ModelsAllowed = []string{"gpt-4o-mini"} })
+	cfg.Projects = tenantProjects(g.otlpA.GRPCURL(), g.otlpB.HTTPURL())
+	for _, p := range cfg.Projects {
+		addKey("tenant-"+p.ID, func(k *config.Key) { k.ProjectID, k.TeamID = p.ID, "" })
+	}
 	cfgPath := filepath.Join(dir, "config.json")
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
@@ -168,12 +189,17 @@ func newGateway() (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	g.url, g.dispatcher = "http://"+listen, disp
+	metricsAddr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	g.url, g.dispatcher, g.metrics = "http://"+listen, disp, "http://"+metricsAddr+"/metrics"
 	g.cmd = exec.Command(bin, "serve", "--config", cfgPath, "--listen", listen,
 		"--dispatcher-listen", disp, "--envoy", os.Getenv("SLUICE_ENVOY_BIN"),
+		"--otlp-endpoint", g.otlp.HTTPURL(), "--metrics-listen", metricsAddr,
 		"--state-dir", filepath.Join(dir, "state"), "--envoy-concurrency", "2", "--log-level", "debug")
 	g.cmd.Env = append(os.Environ(), "SLUICE_PEPPER="+g.pepper,
-		"E2E_OPENAI_KEY="+fakeOpenAIKey, "E2E_ANTHROPIC_KEY="+fakeAnthropicKey)
+		"E2E_OPENAI_KEY="+fakeOpenAIKey, "E2E_ANTHROPIC_KEY="+fakeAnthropicKey, judgeSecretEnv+"="+judgeSecret)
 	g.cmd.Stderr = g.logs
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := g.cmd.StdoutPipe()
@@ -217,6 +243,10 @@ func (g *gateway) stop() {
 		_ = g.cmd.Process.Kill()
 	}
 	g.fakeSrv.Close()
+	g.judge.srv.Close()
+	for _, r := range []*otlptest.Receiver{g.otlp, g.otlpA, g.otlpB} {
+		r.Close()
+	}
 	_ = os.RemoveAll(g.dir)
 }
 

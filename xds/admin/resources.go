@@ -73,7 +73,7 @@ var specs = []*spec{
 	{kind: config.KindTeam, path: "teams", perm: permTeams, what: "team",
 		fields: []string{"org_id", "name", "guardrails"}, slug: true, refs: parentRefs, scopes: parentScopes},
 	{kind: config.KindProject, path: "projects", perm: permProjects, what: "project",
-		fields: []string{"org_id", "team_id", "name", "guardrails"}, slug: true, refs: parentRefs, scopes: parentScopes},
+		fields: []string{"org_id", "team_id", "name", "guardrails", "telemetry"}, slug: true, refs: parentRefs, scopes: parentScopes},
 	{kind: config.KindPrincipal, path: "principals", perm: permPrincipals, what: "principal",
 		fields: []string{"org_id", "name", "email"}, slug: true, refs: parentRefs, scopes: parentScopes},
 }

@@ -22,7 +22,7 @@ import (
 const defaultAdminURL = "http://127.0.0.1:9000"
 
 // cliNouns are the admin commands, in usage order.
-var cliNouns = []*noun{keysNoun, providersNoun, policiesNoun, budgetsNoun, orgsNoun, teamsNoun,
+var cliNouns = []*noun{keysNoun, providersNoun, policiesNoun, budgetsNoun, guardrailsNoun, orgsNoun, teamsNoun,
 	projectsNoun, principalsNoun, tokensNoun}
 
 func findNoun(name string) *noun {

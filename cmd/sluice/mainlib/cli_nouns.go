@@ -23,6 +23,7 @@ const (
 	fList                    // comma-separated strings
 	fInt                     // a whole number
 	fObject                  // a JSON object given as text
+	fArray                   // a JSON array given as text
 )
 
 // cliField maps one flag to one field of the API's JSON body.
@@ -91,18 +92,35 @@ var budgetsNoun = &noun{name: "budgets", summary: "spend limits per scope and wi
 		{"ON BREACH", "on_breach"}},
 }
 
+var guardrailsNoun = &noun{name: "guardrails", summary: "request, response and stream inspection keys and scopes attach",
+	verbs: []string{"create", "get", "list", "update", "delete"},
+	fields: []cliField{idField, nameField,
+		{flag: "kind", json: "kind", usage: "regex, pii, secrets or webhook"},
+		{flag: "directions", json: "directions", kind: fList, usage: "comma-separated: request, response, stream"},
+		{flag: "action", json: "action", usage: "detectors: block (default) or redact"},
+		{flag: "patterns-json", json: "patterns", kind: fArray, usage: `regex kind: [{"name":"PROJECT_X","pattern":"(?i)project x"}]`},
+		{flag: "entities", json: "entities", kind: fList, usage: "pii or secrets kind: comma-separated entities (default all)"},
+		{flag: "webhook-json", json: "webhook", kind: fObject, usage: `webhook kind: {"url":…,"signing_secret_env":…,"window_chars":…}`},
+		{flag: "failure-mode", json: "failure_mode", usage: "fail_closed (default) or fail_open"},
+		{flag: "timeout-ms", json: "timeout_ms", kind: fInt, usage: "evaluation timeout in milliseconds (default 1000)"}},
+	columns: []column{{"ID", "id"}, {"NAME", "name"}, {"KIND", "kind"}, {"DIRECTIONS", "directions"}, {"ACTION", "action"},
+		{"FAILURE MODE", "failure_mode"}}}
+
+// scopeGuardrailsField attaches guardrails to every key below a tenancy node.
+var scopeGuardrailsField = cliField{flag: "guardrails", json: "guardrails", kind: fList, usage: "comma-separated guardrail ids for every key below"}
+
 var orgsNoun = &noun{name: "organizations", summary: "tenancy roots",
-	verbs: []string{"create", "get", "list", "update", "delete"}, fields: []cliField{idField, nameField},
-	columns: []column{{"ID", "id"}, {"NAME", "name"}}}
+	verbs: []string{"create", "get", "list", "update", "delete"}, fields: []cliField{idField, nameField, scopeGuardrailsField},
+	columns: []column{{"ID", "id"}, {"NAME", "name"}, {"GUARDRAILS", "guardrails"}}}
 
 var teamsNoun = &noun{name: "teams", summary: "teams of an organization",
-	verbs: []string{"create", "get", "list", "update", "delete"}, fields: []cliField{idField, orgField, nameField},
-	columns: []column{{"ID", "id"}, {"ORG", "org_id"}, {"NAME", "name"}}}
+	verbs: []string{"create", "get", "list", "update", "delete"}, fields: []cliField{idField, orgField, nameField, scopeGuardrailsField},
+	columns: []column{{"ID", "id"}, {"ORG", "org_id"}, {"NAME", "name"}, {"GUARDRAILS", "guardrails"}}}
 
 var projectsNoun = &noun{name: "projects", summary: "projects of an organization or team",
 	verbs:   []string{"create", "get", "list", "update", "delete"},
-	fields:  []cliField{idField, orgField, {flag: "team", json: "team_id", usage: "team id"}, nameField},
-	columns: []column{{"ID", "id"}, {"ORG", "org_id"}, {"TEAM", "team_id"}, {"NAME", "name"}}}
+	fields:  []cliField{idField, orgField, {flag: "team", json: "team_id", usage: "team id"}, nameField, scopeGuardrailsField},
+	columns: []column{{"ID", "id"}, {"ORG", "org_id"}, {"TEAM", "team_id"}, {"NAME", "name"}, {"GUARDRAILS", "guardrails"}}}
 
 var principalsNoun = &noun{name: "principals", summary: "people (or services) keys are issued to",
 	verbs:   []string{"create", "get", "list", "update", "delete"},
@@ -305,6 +323,13 @@ func (n *noun) body(fs *flag.FlagSet, vals map[string]*string, create bool) (map
 			var obj map[string]json.RawMessage
 			if err := json.Unmarshal([]byte(s), &obj); err != nil || obj == nil {
 				errs = append(errs, fmt.Errorf("--%s: want a JSON object", f.flag))
+				continue
+			}
+			body[f.json] = json.RawMessage(s)
+		case fArray:
+			var arr []json.RawMessage
+			if err := json.Unmarshal([]byte(s), &arr); err != nil || arr == nil {
+				errs = append(errs, fmt.Errorf("--%s: want a JSON array", f.flag))
 				continue
 			}
 			body[f.json] = json.RawMessage(s)

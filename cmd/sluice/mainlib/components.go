@@ -145,7 +145,7 @@ func fleetDialAddr(lis net.Listener) string {
 // dataPlaneKinds is what extproc needs from the control plane; never API tokens.
 var dataPlaneKinds = []config.Kind{config.KindOrganization, config.KindTeam, config.KindProject,
 	config.KindPrincipal, config.KindModelProvider, config.KindVirtualKey, config.KindRoutingPolicy,
-	config.KindBudget}
+	config.KindBudget, config.KindGuardrail}
 
 // source is where a data-plane component gets its config: a static snapshot, or the fleet.
 type source struct {
@@ -192,15 +192,17 @@ type extprocOptions struct {
 	hasher       *vkey.Hasher
 	signer       *ctxtoken.Signer
 	source       source
+	obs          *observability
 }
 
 // startExtproc serves ext_proc and returns the fleet client (nil when static).
 func startExtproc(ctx context.Context, g *group, logger *slog.Logger, cancel context.CancelFunc, o extprocOptions) (*fleet.Client, error) {
-	ep, err := extproc.New(extproc.Config{Logger: logger.With("component", "extproc"), Signer: o.signer, Hasher: o.hasher})
+	ep, err := extproc.New(extproc.Config{Logger: logger.With("component", "extproc"), Signer: o.signer, Hasher: o.hasher,
+		Tracer: o.obs.tracer("sluice/extproc"), Metrics: o.obs.metrics, AccessLog: o.obs.accessLog})
 	if err != nil {
 		return nil, err
 	}
-	c, err := o.source.run(ctx, g, logger, cancel, "extproc", dataPlaneKinds, ep.LoadSnapshot)
+	c, err := o.source.run(ctx, g, logger, cancel, "extproc", dataPlaneKinds, o.obs.loader("extproc", ep.LoadSnapshot))
 	if err != nil {
 		return nil, fmt.Errorf("extproc config: %w", err)
 	}
@@ -237,7 +239,9 @@ func startExtproc(ctx context.Context, g *group, logger *slog.Logger, cancel con
 		if err != nil {
 			return nil, fmt.Errorf("extproc health listener: %w", err)
 		}
-		serveHTTP(ctx, g, "extproc-health", logger, cancel, &http.Server{Handler: probes(c), ReadHeaderTimeout: 5 * time.Second}, hLis)
+		mux := probes(c)
+		mux.Handle("GET /metrics", o.obs.metrics.Handler()) // what the chart's ServiceMonitor scrapes
+		serveHTTP(ctx, g, "extproc-health", logger, cancel, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, hLis)
 	}
 	return c, nil
 }
@@ -267,6 +271,7 @@ type dispatcherOptions struct {
 	getenv      func(string) string
 	providerEnv []string // the variables a provider's credentials_env may name
 	source      source
+	obs         *observability
 }
 
 // startDispatcher serves the dispatcher and returns its address and fleet client.
@@ -280,11 +285,14 @@ func startDispatcher(ctx context.Context, g *group, logger *slog.Logger, cancel 
 		tr.Close()
 	})
 	disp, err := dispatcher.New(dispatcher.Config{Logger: logger.With("component", "dispatcher"),
-		Verifier: o.verifier, Translator: tr, Keyring: o.keyring, Getenv: o.getenv, CredentialEnv: o.providerEnv})
+		Verifier: o.verifier, Translator: tr, Keyring: o.keyring, Getenv: o.getenv, CredentialEnv: o.providerEnv,
+		Tracer: o.obs.tracer("sluice/dispatcher"), Metrics: o.obs.metrics, AccessLog: o.obs.accessLog})
 	if err != nil {
 		return "", nil, err
 	}
-	c, err := o.source.run(ctx, g, logger, cancel, "dispatcher", []config.Kind{config.KindModelProvider}, disp.LoadSnapshot)
+	// Projects: their telemetry (own collector, content capture).
+	c, err := o.source.run(ctx, g, logger, cancel, "dispatcher", []config.Kind{config.KindModelProvider, config.KindProject},
+		o.obs.loader("dispatcher", disp.LoadSnapshot))
 	if err != nil {
 		return "", nil, fmt.Errorf("dispatcher config: %w", err)
 	}

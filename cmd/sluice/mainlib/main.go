@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-gateway/sluice/internal/logging"
 	"io"
 	"log/slog"
 	"os"
@@ -76,7 +77,8 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+	// Secrets are redacted in the handler itself, whatever a call site passes it.
+	return logging.New(w, l, true), nil
 }
 
 // pepper reads the key-hashing pepper from --pepper-file, or else SLUICE_PEPPER(_FILE).

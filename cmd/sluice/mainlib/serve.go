@@ -34,6 +34,7 @@ type serveFlags struct {
 	logLevel                                        string
 	demo                                            bool
 	envoyConcurrency                                int
+	obs                                             obsFlags
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,6 +54,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.envoyBin, "envoy", "", "Envoy binary (default: $SLUICE_ENVOY_BIN, PATH, then ./.venv)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.demo, "demo", false, "run a built-in fake provider and print a ready demo key")
+	f.obs.register(fs)
 	fs.IntVar(&f.envoyConcurrency, "envoy-concurrency", 0, "Envoy worker threads (default: one per core)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -219,13 +221,17 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 		}
 	}
 
+	obs, err := startObservability(ctx, g, logger, cancel, "sluice", f.obs)
+	if err != nil {
+		return err
+	}
 	sock := "unix:" + filepath.Join(runDir, "extproc.sock")
-	epClient, err := startExtproc(ctx, g, logger, cancel, extprocOptions{listen: sock, hasher: hasher, signer: signer, source: src})
+	epClient, err := startExtproc(ctx, g, logger, cancel, extprocOptions{listen: sock, hasher: hasher, signer: signer, source: src, obs: obs})
 	if err != nil {
 		return err
 	}
 	dispAddr, dClient, err := startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: f.dispatcherListen,
-		verifier: verifier, keyring: keyring, getenv: getenv, providerEnv: providerEnv, source: srcDisp})
+		verifier: verifier, keyring: keyring, getenv: getenv, providerEnv: providerEnv, source: srcDisp, obs: obs})
 	if err != nil {
 		return err
 	}

@@ -145,10 +145,12 @@ func fleetSource(addr, stateDir, name string) (source, error) {
 
 func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
+	var of obsFlags
 	var listenAddr, healthAddr, xdsAddr string
 	fs := flag.NewFlagSet("extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
+	of.register(fs)
 	fs.StringVar(&listenAddr, "listen", "unix:/var/run/sluice/extproc.sock", "ext_proc gRPC address (unix:/path or host:port)")
 	fs.StringVar(&healthAddr, "health-listen", "", "HTTP /healthz and /readyz for probes (e.g. :9003); gRPC health is always on the ext_proc address")
 	fs.StringVar(&xdsAddr, "xds", "127.0.0.1:9001", "the control plane's fleet address")
@@ -168,18 +170,24 @@ func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
+		obs, err := startObservability(ctx, g, logger, cancel, "sluice-extproc", of)
+		if err != nil {
+			return err
+		}
 		_, err = startExtproc(ctx, g, logger, cancel, extprocOptions{listen: listenAddr, healthListen: healthAddr,
-			hasher: hasher, signer: signer, source: src})
+			hasher: hasher, signer: signer, source: src, obs: obs})
 		return err
 	})
 }
 
 func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
+	var of obsFlags
 	var listenAddr, xdsAddr, providerEnv string
 	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
+	of.register(fs)
 	fs.StringVar(&providerEnv, "provider-env", defaultProviderEnv, "environment variables a provider's credentials_env may name")
 	fs.StringVar(&listenAddr, "listen", "127.0.0.1:9100", "dispatcher HTTP address (only Envoy may reach it)")
 	fs.StringVar(&xdsAddr, "xds", "127.0.0.1:9001", "the control plane's fleet address")
@@ -199,8 +207,12 @@ func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
+		obs, err := startObservability(ctx, g, logger, cancel, "sluice-dispatcher", of)
+		if err != nil {
+			return err
+		}
 		_, _, err = startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: listenAddr, verifier: verifier,
-			keyring: keyring, getenv: os.Getenv, providerEnv: splitList(providerEnv), source: src})
+			keyring: keyring, getenv: os.Getenv, providerEnv: splitList(providerEnv), source: src, obs: obs})
 		return err
 	})
 }

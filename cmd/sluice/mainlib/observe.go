@@ -1,0 +1,108 @@
+package mainlib
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/metrics"
+	"github.com/sluice-gateway/sluice/internal/telemetry"
+)
+
+// obsFlags are the observability flags every data-plane command takes.
+type obsFlags struct {
+	otlpEndpoint  string
+	metricsListen string
+	accessLog     bool
+}
+
+func (o *obsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.otlpEndpoint, "otlp-endpoint", os.Getenv("SLUICE_OTLP_ENDPOINT"),
+		"OTLP collector for traces: http(s)://host:port (OTLP/HTTP) or grpc(s)://host:port (OTLP/gRPC); empty: only projects with their own endpoint are exported")
+	fs.StringVar(&o.metricsListen, "metrics-listen", os.Getenv("SLUICE_METRICS_LISTEN"), "HTTP address serving Prometheus /metrics (e.g. 127.0.0.1:9464); empty: off")
+	fs.BoolVar(&o.accessLog, "access-log", true, "log one JSON line per request")
+}
+
+// observability is a process's tracer and metrics, shared by its components.
+type observability struct {
+	tp        *telemetry.Provider
+	metrics   *metrics.Metrics
+	accessLog *slog.Logger // nil: off
+}
+
+// startObservability builds the tracer and metrics and serves /metrics; everything stops
+// with g.
+func startObservability(ctx context.Context, g *group, logger *slog.Logger, cancel context.CancelFunc, service string, f obsFlags) (*observability, error) {
+	tp, err := telemetry.New(telemetry.Options{Service: service, Default: telemetry.Endpoint{URL: f.otlpEndpoint},
+		Logger: logger.With("component", "telemetry")})
+	if err != nil {
+		return nil, fmt.Errorf("--otlp-endpoint: %w", err)
+	}
+	g.onStop(func() {
+		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = tp.Shutdown(sctx)
+	})
+	o := &observability{tp: tp, metrics: metrics.New()}
+	o.metrics.RegisterSpanStats(func() (uint64, uint64, uint64) {
+		s := tp.Stats()
+		return s.Exported, s.Dropped, s.Failed
+	})
+	if f.accessLog {
+		o.accessLog = logger.With("component", "access")
+	}
+	if f.metricsListen != "" {
+		lis, err := listen(f.metricsListen)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", o.metrics.Handler())
+		serveHTTP(ctx, g, "metrics", logger, cancel, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, lis)
+	}
+	return o, nil
+}
+
+func (o *observability) tracer(name string) trace.Tracer { return o.tp.Tracer(name) }
+
+// loader wraps a component's snapshot loader: the projects' own collectors are routed
+// and the applied version is counted, whatever the component makes of the rest.
+func (o *observability) loader(component string, load func(*config.Snapshot) error) func(*config.Snapshot) error {
+	return func(s *config.Snapshot) error {
+		err := load(s)
+		routes, rerr := projectRoutes(s)
+		o.tp.SetRoutes(routes)
+		o.metrics.ConfigApplied(component, s.Version, 0)
+		return errors.Join(err, rerr)
+	}
+}
+
+// projectRoutes maps each project with its own OTLP endpoint to that endpoint, headers read
+// from the process's environment.
+func projectRoutes(s *config.Snapshot) (map[string]telemetry.Endpoint, error) {
+	r, err := s.Decode()
+	routes := map[string]telemetry.Endpoint{}
+	for id, p := range r.Projects {
+		t := p.Telemetry
+		if t == nil || t.OTLPEndpoint == "" {
+			continue
+		}
+		ep := telemetry.Endpoint{URL: t.OTLPEndpoint}
+		for h, env := range t.OTLPHeadersEnv {
+			if ep.Headers == nil {
+				ep.Headers = map[string]string{}
+			}
+			ep.Headers[h] = os.Getenv(env)
+		}
+		routes[id] = ep
+	}
+	return routes, err
+}
