@@ -119,6 +119,7 @@ type Metrics struct {
 	extprocPhases [len(extprocPhaseNames)]prometheus.Counter
 
 	spans spanStats
+	fleet fleetStats
 
 	// Caches of resolved children for the per-request methods; see series.go.
 	requestCache seriesCache[RequestLabels, requestSeries]
@@ -231,7 +232,7 @@ func New() *Metrics {
 	for i, p := range extprocPhaseNames {
 		m.extprocPhases[i] = m.extprocMsgs.WithLabelValues(p)
 	}
-	m.reg.MustRegister(&m.spans)
+	m.reg.MustRegister(&m.spans, &m.fleet)
 
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),

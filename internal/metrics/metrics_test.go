@@ -485,3 +485,21 @@ func TestHotPathAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestFleetStats(t *testing.T) {
+	m := New()
+	if _, ok := scrape(t, m)["sluice_fleet_pushes_total"]; ok {
+		t.Error("fleet counters exported before RegisterFleetStats")
+	}
+	m.RegisterFleetStats(func() FleetStats {
+		return FleetStats{Streams: 3, Pushes: 7, Acks: 6, Nacks: 1, Lookups: 2, PushLagCount: 4, PushLagSum: 2 * time.Second}
+	})
+	fams := scrape(t, m)
+	checkSeries(t, fams, "sluice_fleet_streams", map[string]sample{"": {Value: 3}})
+	checkSeries(t, fams, "sluice_fleet_pushes_total", map[string]sample{"": {Value: 7}})
+	checkSeries(t, fams, "sluice_fleet_nacks_total", map[string]sample{"": {Value: 1}})
+	lag := fams["sluice_fleet_push_lag_seconds"]
+	if lag == nil || lag.Metric[0].GetSummary().GetSampleCount() != 4 || lag.Metric[0].GetSummary().GetSampleSum() != 2 {
+		t.Errorf("push lag summary = %v, want 4 samples summing to 2 s", lag)
+	}
+}

@@ -288,3 +288,30 @@ func TestGuardrailBlocksStream(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardrailBlocksAnswer: a non-streamed answer a response guardrail blocks is replaced
+// by 403 guardrail_blocked in the client's format; none of it reaches the client.
+func TestGuardrailBlocksAnswer(t *testing.T) {
+	g := startGateway(t)
+	for name, r := range runners(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			plain, _, model := sdkFor(name)
+			marker := newMarker()
+			g.fake.Script(marker, fakeprovider.Script{Text: "The forbidden-topic, in detail."})
+			out, err := r.run(t, g, sdkCase{scenario: plain + "-expect-error", model: model, key: "guarded"}, marker)
+			if err != nil {
+				t.Fatalf("driver failed: %v", err)
+			}
+			if out["status"] != 403.0 {
+				t.Errorf("status %v, want 403: %v", out["status"], out)
+			}
+			if msg, _ := out["message"].(string); !strings.Contains(msg, "FORBIDDEN") || strings.Contains(msg, "in detail") {
+				t.Errorf("message %q: want the finding named and no answer text", msg)
+			}
+			if n := len(g.fake.Requests(marker)); n != 1 {
+				t.Errorf("provider saw %d requests, want 1 (the answer is what was blocked)", n)
+			}
+		})
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/fleet"
+	"github.com/sluice-gateway/sluice/internal/metrics"
 	"github.com/sluice-gateway/sluice/internal/secretbox"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 	"github.com/sluice-gateway/sluice/xds/admin"
@@ -90,6 +91,7 @@ type controlPlaneOptions struct {
 	keyring     *secretbox.Keyring
 	adminToken  string
 	fleetToken  string
+	metrics     *metrics.Metrics // served on the admin listener's /metrics
 }
 
 func startControlPlane(ctx context.Context, g *group, logger *slog.Logger, cancel context.CancelFunc, o controlPlaneOptions) (*controlPlane, error) {
@@ -106,6 +108,7 @@ func startControlPlane(ctx context.Context, g *group, logger *slog.Logger, cance
 	// answers.
 	mux := http.NewServeMux()
 	mux.Handle("/", adm)
+	mux.Handle("GET /metrics", o.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		rctx, rcancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -129,6 +132,11 @@ func startControlPlane(ctx context.Context, g *group, logger *slog.Logger, cance
 	}
 	gs := grpc.NewServer(fleet.ServerOptions()...)
 	fs.Register(gs)
+	o.metrics.RegisterFleetStats(func() metrics.FleetStats {
+		st := fs.Stats()
+		return metrics.FleetStats{Streams: st.Streams, Pushes: st.Pushes, Acks: st.Acks, Nacks: st.Nacks,
+			Lookups: st.Lookups, AuthFailures: st.AuthFailures, PushLagCount: st.PushLagCount, PushLagSum: st.PushLagSum}
+	})
 	serveGRPC(ctx, g, "fleet", logger, cancel, gs, fLis)
 	g.go_("fleet-push", logger, cancel, func() error { return fs.Run(ctx) })
 	return &controlPlane{store: o.store, adminAddr: aLis.Addr().String(), fleetAddr: fleetDialAddr(fLis)}, nil

@@ -155,6 +155,7 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 		keyring      *secretbox.Keyring
 		cp           *controlPlane
 		adminTk      string
+		obs          *observability
 	)
 	if f.configFile != "" {
 		// Static mode: a file, no control plane. Its hashes need the pepper they were made with.
@@ -174,6 +175,9 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 			return fmt.Errorf("config %s: %w", f.configFile, err)
 		}
 		src, srcDisp = source{static: snap}, source{static: snap}
+		if obs, err = startObservability(ctx, g, logger, cancel, "sluice", f.obs); err != nil {
+			return err
+		}
 		// The file is the operator's own: the variables it names are the allowed ones.
 		for _, p := range c.Providers {
 			if p.APIKeyEnv != "" {
@@ -193,6 +197,10 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 		if adminTk, err = stateSecret(envAdminToken, f.stateDir, "admin.token"); err != nil {
 			return err
 		}
+		obs, err = startObservability(ctx, g, logger, cancel, "sluice", f.obs)
+		if err != nil {
+			return err
+		}
 		st, err := openStore(ctx, f.redisURL, filepath.Join(f.stateDir, "store"))
 		if err != nil {
 			return fmt.Errorf("config store: %w", err)
@@ -201,7 +209,7 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 		fleetToken := randomToken()
 		if cp, err = startControlPlane(ctx, g, logger, cancel, controlPlaneOptions{store: st,
 			adminListen: f.adminListen, fleetListen: "unix:" + filepath.Join(runDir, "fleet.sock"),
-			hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetToken}); err != nil {
+			hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetToken, metrics: obs.metrics}); err != nil {
 			return err
 		}
 		src = source{fleetAddr: cp.fleetAddr, fleetToken: fleetToken, nodeID: "serve-extproc",
@@ -221,10 +229,6 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 		}
 	}
 
-	obs, err := startObservability(ctx, g, logger, cancel, "sluice", f.obs)
-	if err != nil {
-		return err
-	}
 	sock := "unix:" + filepath.Join(runDir, "extproc.sock")
 	epClient, err := startExtproc(ctx, g, logger, cancel, extprocOptions{listen: sock, hasher: hasher, signer: signer, source: src, obs: obs})
 	if err != nil {

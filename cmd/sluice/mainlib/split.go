@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/sluice-gateway/sluice/internal/metrics"
 	"io"
 	"log/slog"
 	"net"
@@ -115,8 +116,10 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("config store: %w", err)
 		}
 		g.onStop(func() { _ = st.Close() }) // after the admin API and the fleet push have stopped
+		// Metrics on the admin listener (/metrics, unauthenticated like the probes).
 		if _, err := startControlPlane(ctx, g, logger, cancel, controlPlaneOptions{store: st, adminListen: adminListen,
-			fleetListen: fleetListen, hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetTk}); err != nil {
+			fleetListen: fleetListen, hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetTk,
+			metrics: metrics.New()}); err != nil {
 			return err
 		}
 		xs := xds.NewServer(logger.With("component", "xds"))
