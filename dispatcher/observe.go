@@ -71,7 +71,9 @@ func (s *Server) observe(ctx context.Context, w http.ResponseWriter, c *ctxtoken
 	o.gateway.SetAttributes(attribute.String("http.request.method", "POST"), attribute.String("http.route", path),
 		attribute.String("gen_ai.request.model", c.Model), attribute.Bool("sluice.stream", c.Stream))
 	o.capture = c.ProjectID != "" && (*s.capture.Load())[c.ProjectID]
-	if o.capture && o.gateway.IsRecording() {
+	// An answer guardrails inspect after this point is recorded by no one: what passes here
+	// is not what the client gets.
+	if o.capture && !c.Inspected && o.gateway.IsRecording() {
 		o.respBody = &captureWriter{ResponseWriter: w}
 		return o, o.respBody
 	}
@@ -207,7 +209,7 @@ func (o *observation) finish() {
 		setUsage(sp, r)
 		sp.SetAttributes(attribute.String("sluice.provider_id", o.servedBy))
 		model = o.servedWith
-		if !r.FirstByte.IsZero() {
+		if c.Stream && !r.FirstByte.IsZero() {
 			ttft = r.FirstByte.Sub(o.start)
 		}
 	}
@@ -227,8 +229,10 @@ func (o *observation) finish() {
 	labels := metrics.RequestLabels{Route: c.Endpoint, Status: metrics.Status(o.status), Provider: o.servedBy,
 		Model: model, KeyID: c.KeyID, Org: c.OrgID, Team: c.TeamID, Project: c.ProjectID}
 	m.Request(labels, total, max(total-o.provider, 0), o.provider, ttft)
+	// Metrics and the access log count input without the cache, which has its own fields.
+	uncached := usage.InputTokens - usage.CacheReadTokens - usage.CacheCreationTokens
 	if o.served != nil {
-		m.Tokens(labels.Tenant(), o.servedBy, model, usage.InputTokens, usage.OutputTokens, usage.CacheReadTokens, usage.CacheCreationTokens)
+		m.Tokens(labels.Tenant(), o.servedBy, model, uncached, usage.OutputTokens, usage.CacheReadTokens, usage.CacheCreationTokens)
 	}
 	if l := o.s.cfg.AccessLog; l != nil {
 		sc := sp.SpanContext()
@@ -236,7 +240,7 @@ func (o *observation) finish() {
 			Route: c.Endpoint, Method: http.MethodPost, Status: o.status, ErrorCode: o.errCode,
 			KeyID: c.KeyID, OrganizationID: c.OrgID, TeamID: c.TeamID, ProjectID: c.ProjectID, PrincipalID: c.PrincipalID,
 			Model: model, Provider: o.servedBy, FallbackCount: o.failed,
-			InputTokens: usage.InputTokens, OutputTokens: usage.OutputTokens,
+			InputTokens: uncached, OutputTokens: usage.OutputTokens,
 			CacheReadTokens: usage.CacheReadTokens, CacheCreationTokens: usage.CacheCreationTokens,
 			Duration: total, ProviderDuration: o.provider, TimeToFirstToken: ttft, Stream: c.Stream})
 	}

@@ -49,7 +49,26 @@ func compileGuardrails(r *config.Resources, opts guardrail.Options) (map[string]
 
 // attachGuards resolves the guardrails attached to the key and to its organization, team
 // and project (already filled in by setTenant).
-func (e *keyEntry) attachGuards(r *config.Resources, k *config.VirtualKey, all map[string]*guardrail.Guardrail, bad map[string]error) {
+func (e *keyEntry) attachGuards(snap *config.Snapshot, r *config.Resources, k *config.VirtualKey, all map[string]*guardrail.Guardrail, bad map[string]error) {
+	// A scope document the control plane sent but this replica could not decode may attach
+	// guardrails: serving its keys without them would be the silent failure guardrails
+	// exist to prevent.
+	var lost error
+	for _, sc := range []struct {
+		kind config.Kind
+		id   string
+		ok   bool
+	}{
+		{config.KindOrganization, e.org, r.Organizations[e.org] != nil},
+		{config.KindTeam, e.team, r.Teams[e.team] != nil},
+		{config.KindProject, e.project, r.Projects[e.project] != nil},
+		{config.KindTeam, scopeID(k.Scope, config.ScopeTeam), r.Teams[scopeID(k.Scope, config.ScopeTeam)] != nil},
+		{config.KindProject, scopeID(k.Scope, config.ScopeProject), r.Projects[scopeID(k.Scope, config.ScopeProject)] != nil},
+	} {
+		if _, sent := snap.Resources[sc.kind][sc.id]; sc.id != "" && sent && !sc.ok {
+			lost = errors.Join(lost, fmt.Errorf("%s %s did not decode, so its guardrails are unknown", sc.kind, sc.id))
+		}
+	}
 	var ids []string
 	add := func(list []string) {
 		for _, id := range list {
@@ -68,10 +87,10 @@ func (e *keyEntry) attachGuards(r *config.Resources, k *config.VirtualKey, all m
 		add(p.Guardrails)
 	}
 	add(k.Config.Guardrails)
-	if len(ids) == 0 {
+	if len(ids) == 0 && lost == nil {
 		return
 	}
-	g := &keyGuards{}
+	g := &keyGuards{err: lost}
 	for _, id := range ids {
 		c := all[id]
 		if c == nil {
@@ -93,6 +112,13 @@ func (e *keyEntry) attachGuards(r *config.Resources, k *config.VirtualKey, all m
 		}
 	}
 	e.guards = g
+}
+
+func scopeID(s config.Scope, kind config.ScopeKind) string {
+	if s.Kind == kind {
+		return s.ID
+	}
+	return ""
 }
 
 // errGuardrailConfig refuses a key whose guardrails cannot run: serving it unguarded would
@@ -131,7 +157,9 @@ func (r *request) guardRequest(body []byte) ([]byte, *apierror.Error) {
 	if g == nil || len(g.request) == 0 {
 		return nil, nil
 	}
-	fields := content.RequestFields(shapeOf(r.route.Endpoint), body)
+	// Every string a provider might read, not only where the format says text lives: a
+	// case-insensitive decoder downstream would read "Content" as content.
+	fields := content.RequestText(body)
 	if len(fields) == 0 {
 		return nil, nil
 	}
@@ -267,7 +295,10 @@ func (r *request) streamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRespon
 			}
 		}
 		r.srv.cfg.Metrics.GuardrailVerdict(r.blockedBy, string(config.DirectionStream), guardrail.Block.String())
-		out = append(out, blocked(reason).StreamEvent(r.route.Format, r.id)...)
+		e := blocked(reason)
+		r.traceRejection(e)
+		r.logRejection(e)
+		out = append(out, e.StreamEvent(r.route.Format, r.id)...)
 	}
 	return bodyResponse(out, false)
 }

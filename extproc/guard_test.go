@@ -248,3 +248,27 @@ func TestGuardStreamBlockEndsWithErrorEvent(t *testing.T) {
 		t.Errorf("what upstream sent after the block was not dropped: %v", rest)
 	}
 }
+
+// TestGuardUndecodableScopeRefuses: a key's project that this replica cannot decode may
+// attach guardrails; its keys are refused rather than served without them.
+func TestGuardUndecodableScopeRefuses(t *testing.T) {
+	f := newFixture(t)
+	c := testConfig(f.hash)
+	snap, err := c.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Resources[config.KindProject]["proj1"] = []byte(`{"id":"proj1","org_id":"org1","name":"p","guardrails":"not-a-list"}`)
+	if err := f.srv.LoadSnapshot(snap); err == nil {
+		t.Fatal("LoadSnapshot accepted an undecodable project silently")
+	}
+	sent := f.run(t, headersMsg("POST", "/v1/chat/completions", false, "authorization", f.bearer("vk_main")),
+		bodyMsg(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	checkReject(t, sent[len(sent)-1], 503, wire.OpenAI, "guardrail_unavailable")
+	// A key elsewhere is unaffected.
+	sent = f.run(t, headersMsg("POST", "/v1/chat/completions", false, "authorization", f.bearer("vk_any")),
+		bodyMsg(`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+	if sent[1].GetImmediateResponse() != nil {
+		t.Fatalf("an unrelated key was refused: %v", sent[1])
+	}
+}

@@ -88,7 +88,7 @@ func compile(snap *config.Snapshot, gopts guardrail.Options) (*compiled, error) 
 			e.expires = *k.ExpiresAt
 		}
 		e.setTenant(r, k.Scope)
-		e.attachGuards(r, k, guards, badGuards)
+		e.attachGuards(snap, r, k, guards, badGuards)
 		if e.guards != nil && e.guards.err != nil {
 			errs = append(errs, fmt.Errorf("virtual key %s: refused until fixed: %w", k.ID, e.guards.err))
 		}

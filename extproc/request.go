@@ -193,6 +193,7 @@ func (r *request) onBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 		ProjectID: r.key.project, PrincipalID: r.key.principal,
 		Model: model, Format: r.route.Format.String(), Endpoint: r.route.Endpoint.String(),
 		Stream: stream.Type == gjson.True, Chain: chain, Trace: r.trace.claims(),
+		Inspected: r.key.guards.inspectsResponses(),
 	}
 	if r.key.guards != nil && r.key.guards.err != nil {
 		r.srv.cfg.Logger.Error("extproc: guardrail config", "request_id", r.id, "key_id", r.key.id, "err", r.key.guards.err)
@@ -231,7 +232,7 @@ func setHeader(k, v string) *corev3.HeaderValueOption {
 
 // reject answers the request with e in the client's dialect.
 func (r *request) reject(e *apierror.Error) *extprocv3.ProcessingResponse {
-	if e.Status >= 500 {
+	if e.Status >= 500 && e.Cause != nil {
 		r.srv.cfg.Logger.Error("extproc: internal error", "request_id", r.id, "err", e.Cause)
 	}
 	r.traceRejection(e)

@@ -95,7 +95,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, misses: newMissCache(4096, time.Second), lookups: make(chan struct{}, maxLookups),
-		guardOpts: guardrail.Options{Client: cfg.WebhookClient}}
+		guardOpts: guardrail.Options{Client: cfg.WebhookClient, Logger: cfg.Logger.With("component", "guardrail")}}
 	s.state.Store(&compiled{})
 	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-gateway/sluice/internal/apierror"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/logging"
+	"github.com/sluice-gateway/sluice/internal/metrics"
 	"github.com/sluice-gateway/sluice/internal/telemetry"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
@@ -115,11 +116,11 @@ func (r *request) traceRejection(e *apierror.Error) {
 	}
 	// An answer refused after dispatch (a response guardrail) already has its gateway span,
 	// recorded by the dispatcher: the refusal is its child.
-	ctx, name, kind := r.trace.gatewayContext(context.Background()), r.spanName(), trace.SpanKindServer
+	ctx, name, kind, start := r.trace.gatewayContext(context.Background()), r.spanName(), trace.SpanKindServer, r.trace.start
 	if r.dispatched {
-		ctx, name, kind = r.trace.inside(context.Background()), "sluice.response_guardrail", trace.SpanKindInternal
+		ctx, name, kind, start = r.trace.inside(context.Background()), "sluice.response_guardrail", trace.SpanKindInternal, r.srv.cfg.Now()
 	}
-	_, sp := tr.Start(ctx, name, trace.WithTimestamp(r.trace.start), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	_, sp := tr.Start(ctx, name, trace.WithTimestamp(start), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 	sp.SetStatus(codes.Error, e.Code)
 	sp.End()
 }
@@ -137,14 +138,23 @@ func (r *request) traceHeaders() [][2]string {
 // line with the same request id.
 func (r *request) logRejection(e *apierror.Error) {
 	route := r.route.Endpoint.String()
-	r.srv.cfg.Metrics.Rejected(route, e.Code)
+	m := r.srv.cfg.Metrics
+	m.Rejected(route, e.Code)
+	took := r.srv.cfg.Now().Sub(r.trace.start)
+	if !r.dispatched { // a dispatched request is counted by the dispatcher
+		labels := metrics.RequestLabels{Route: route, Status: metrics.Status(e.Status)}
+		if k := r.key; k != nil {
+			labels.KeyID, labels.Org, labels.Team, labels.Project = k.id, k.org, k.team, k.project
+		}
+		m.Request(labels, took, took, 0, 0)
+	}
 	l := r.srv.cfg.AccessLog
 	if l == nil {
 		return
 	}
 	rec := logging.AccessRecord{RequestID: r.id, TraceID: r.trace.traceID.String(), SpanID: r.trace.spanID.String(),
 		Route: route, Method: r.route.Method, Status: e.Status, ErrorCode: e.Code,
-		Duration: r.srv.cfg.Now().Sub(r.trace.start)}
+		Duration: took}
 	if k := r.key; k != nil {
 		rec.KeyID, rec.OrganizationID, rec.TeamID, rec.ProjectID, rec.PrincipalID = k.id, k.org, k.team, k.project, k.principal
 	}

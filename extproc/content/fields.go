@@ -1,6 +1,10 @@
 package content
 
-import "github.com/tidwall/gjson"
+import (
+	"strings"
+
+	"github.com/tidwall/gjson"
+)
 
 // RequestFields lists the text a request guardrail sees, in document order. Empty strings
 // are left out.
@@ -34,6 +38,57 @@ func RequestFields(s Shape, body []byte) []Field {
 		w.members(doc, root, w.responsesRequest)
 	}
 	return w.fields
+}
+
+// RequestText lists every string of a request body a provider might read as text: every
+// string leaf but the members that only name or encode things (model, role, type, ids,
+// signatures, base64 data, data: URLs). It is what request guardrails inspect, since it
+// sees what RequestFields' shape-aware walk cannot: a key spelled "Content" that a
+// case-insensitive decoder downstream accepts, a text member on a part of an unexpected
+// type, a document block, a future field.
+func RequestText(body []byte) []Field {
+	w := walker{}
+	w.text(gjson.ParseBytes(body), root, "")
+	return w.fields
+}
+
+// notText are members whose string values are never text a model reads as content.
+var notText = map[string]bool{
+	"model": true, "role": true, "type": true, "id": true, "tool_call_id": true, "tool_use_id": true,
+	"call_id": true, "media_type": true, "signature": true, "encrypted_content": true, "service_tier": true,
+	"reasoning_effort": true, "detail": true, "format": true, "mime_type": true, "previous_response_id": true,
+}
+
+// text records the string leaves under v, which is member key of its parent.
+func (w *walker) text(v gjson.Result, p path, key string) {
+	switch {
+	case v.Type == gjson.String:
+		k := strings.ToLower(key)
+		if notText[k] || k == "url" && strings.HasPrefix(v.Str, "data:") {
+			return
+		}
+		w.str(v, p)
+	case v.IsObject() || v.IsArray():
+		if w.depth >= maxDepth {
+			w.fields = append(w.fields, Field{Text: v.Raw})
+			return
+		}
+		w.depth++
+		if v.IsObject() {
+			// Base64 payloads ({"type":"base64","data":…}) are not text; a text source's
+			// data ({"type":"text","data":…}) is.
+			skipData := hasType(v, "base64", "image", "input_image", "input_audio", "input_file")
+			w.members(v, p, func(k string, v gjson.Result, p path) {
+				if skipData && (strings.EqualFold(k, "data") || strings.EqualFold(k, "file_data")) {
+					return
+				}
+				w.text(v, p, k)
+			})
+		} else {
+			w.elements(v, p, func(v gjson.Result, p path) { w.text(v, p, key) })
+		}
+		w.depth--
+	}
 }
 
 // ResponseFields lists the text of a non-streamed response body, in document order.

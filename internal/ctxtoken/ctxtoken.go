@@ -42,6 +42,9 @@ type Claims struct {
 	// traceparent) and when extproc first saw the request, so that whichever process
 	// finishes the request records the gateway span whole.
 	Trace *Trace `json:"tr,omitempty"`
+	// Inspected: response or stream guardrails inspect the answer after the dispatcher, so
+	// what the dispatcher sees is not what the client gets and must not be recorded.
+	Inspected bool `json:"insp,omitempty"`
 	jwt.RegisteredClaims
 }
 

@@ -13,8 +13,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -111,13 +113,19 @@ func sluiceBinary(dir string) (string, error) {
 	return bin, nil
 }
 
+// freePort returns a loopback address that was free a moment ago. It picks below the
+// kernel's ephemeral range (32768 and up on Linux): a port the kernel handed out with :0
+// and took back is the next one it hands to any outgoing connection or :0 listener of the
+// many processes a test runs, and the child told to listen there would find it taken.
 func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for range 50 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("no free port below the ephemeral range")
 }
 
 func randomString(n int) string {

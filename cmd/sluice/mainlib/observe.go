@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -20,6 +21,7 @@ import (
 // obsFlags are the observability flags every data-plane command takes.
 type obsFlags struct {
 	otlpEndpoint  string
+	otlpHeaderEnv string
 	metricsListen string
 	accessLog     bool
 }
@@ -27,6 +29,8 @@ type obsFlags struct {
 func (o *obsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.otlpEndpoint, "otlp-endpoint", os.Getenv("SLUICE_OTLP_ENDPOINT"),
 		"OTLP collector for traces: http(s)://host:port (OTLP/HTTP) or grpc(s)://host:port (OTLP/gRPC); empty: only projects with their own endpoint are exported")
+	fs.StringVar(&o.otlpHeaderEnv, "otlp-header-env", os.Getenv("SLUICE_OTLP_HEADER_ENV"),
+		"environment variables a project's telemetry.otlp_headers_env may name (comma-separated); nothing else is ever read")
 	fs.StringVar(&o.metricsListen, "metrics-listen", os.Getenv("SLUICE_METRICS_LISTEN"), "HTTP address serving Prometheus /metrics (e.g. 127.0.0.1:9464); empty: off")
 	fs.BoolVar(&o.accessLog, "access-log", true, "log one JSON line per request")
 }
@@ -36,6 +40,10 @@ type observability struct {
 	tp        *telemetry.Provider
 	metrics   *metrics.Metrics
 	accessLog *slog.Logger // nil: off
+	// headerEnv lists the variables a project's OTLP headers may be read from. Whoever can
+	// edit a project chooses where its spans go: without this list they could name a
+	// provider key's variable and have it sent to their collector.
+	headerEnv []string
 }
 
 // startObservability builds the tracer and metrics and serves /metrics; everything stops
@@ -51,7 +59,7 @@ func startObservability(ctx context.Context, g *group, logger *slog.Logger, canc
 		defer done()
 		_ = tp.Shutdown(sctx)
 	})
-	o := &observability{tp: tp, metrics: metrics.New()}
+	o := &observability{tp: tp, metrics: metrics.New(), headerEnv: splitList(f.otlpHeaderEnv)}
 	o.metrics.RegisterSpanStats(func() (uint64, uint64, uint64) {
 		s := tp.Stats()
 		return s.Exported, s.Dropped, s.Failed
@@ -78,31 +86,41 @@ func (o *observability) tracer(name string) trace.Tracer { return o.tp.Tracer(na
 func (o *observability) loader(component string, load func(*config.Snapshot) error) func(*config.Snapshot) error {
 	return func(s *config.Snapshot) error {
 		err := load(s)
-		routes, rerr := projectRoutes(s)
+		routes, rerr := projectRoutes(s, o.headerEnv)
 		o.tp.SetRoutes(routes)
 		o.metrics.ConfigApplied(component, s.Version, 0)
 		return errors.Join(err, rerr)
 	}
 }
 
-// projectRoutes maps each project with its own OTLP endpoint to that endpoint, headers read
-// from the process's environment.
-func projectRoutes(s *config.Snapshot) (map[string]telemetry.Endpoint, error) {
-	r, err := s.Decode()
+// projectRoutes maps each project with its own OTLP endpoint to that endpoint, header
+// values read from the process's environment, from the allowed variables only. A project
+// naming another variable is left unrouted (its spans go to the gateway's collector) and
+// reported. Decode errors are the component loader's to report.
+func projectRoutes(s *config.Snapshot, allowed []string) (map[string]telemetry.Endpoint, error) {
+	r, _ := s.Decode()
 	routes := map[string]telemetry.Endpoint{}
+	var errs []error
 	for id, p := range r.Projects {
 		t := p.Telemetry
 		if t == nil || t.OTLPEndpoint == "" {
 			continue
 		}
-		ep := telemetry.Endpoint{URL: t.OTLPEndpoint}
+		ep, ok := telemetry.Endpoint{URL: t.OTLPEndpoint}, true
 		for h, env := range t.OTLPHeadersEnv {
+			if !slices.Contains(allowed, env) {
+				errs = append(errs, fmt.Errorf("project %s: telemetry.otlp_headers_env names %s, which --otlp-header-env does not allow: its spans go to the gateway's collector", id, env))
+				ok = false
+				break
+			}
 			if ep.Headers == nil {
 				ep.Headers = map[string]string{}
 			}
 			ep.Headers[h] = os.Getenv(env)
 		}
-		routes[id] = ep
+		if ok {
+			routes[id] = ep
+		}
 	}
-	return routes, err
+	return routes, errors.Join(errs...)
 }
