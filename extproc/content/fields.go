@@ -6,46 +6,12 @@ import (
 	"github.com/tidwall/gjson"
 )
 
-// RequestFields lists the text a request guardrail sees, in document order. Empty strings
-// are left out.
-//
-//   - OpenAIChat: messages[].content, as a string or the .text of its "text" parts, for
-//     every role (system, developer, tool included); tool_calls[].function.arguments and
-//     the legacy function_call.arguments; tools[]: function.name, function.description,
-//     every string leaf under function.parameters, and custom.name/description.
-//   - AnthropicMessages: system (a string or its blocks' .text); messages[].content as a
-//     string or blocks: text → .text, tool_result → its content (a string or text
-//     blocks), tool_use → every string leaf under .input; tools[]: name, description and
-//     every string leaf of input_schema.
-//   - OpenAIResponses: instructions; input as a string or items: message content (a
-//     string or input_text/output_text parts' .text), function_call .arguments,
-//     function_call_output .output, custom_tool_call .input, custom_tool_call_output
-//     .output (outputs as a string or input_text parts); tools[]: name, description and
-//     every string leaf of parameters.
-//
-// body should be valid JSON (extproc checks that first). Unexpected shapes are skipped,
-// never a panic. A key that repeats within one object is read at every occurrence, and the
-// text under the later ones gets an empty [Field.Path].
-func RequestFields(s Shape, body []byte) []Field {
-	w := walker{}
-	doc := gjson.ParseBytes(body)
-	switch s {
-	case OpenAIChat:
-		w.members(doc, root, w.chatRequest)
-	case AnthropicMessages:
-		w.members(doc, root, w.anthropicRequest)
-	case OpenAIResponses:
-		w.members(doc, root, w.responsesRequest)
-	}
-	return w.fields
-}
-
 // RequestText lists every string of a request body a provider might read as text: every
 // string leaf but the members that only name or encode things (model, role, type, ids,
-// signatures, base64 data, data: URLs). It is what request guardrails inspect, since it
-// sees what RequestFields' shape-aware walk cannot: a key spelled "Content" that a
-// case-insensitive decoder downstream accepts, a text member on a part of an unexpected
-// type, a document block, a future field.
+// signatures, base64 data, data: URLs). It is what request guardrails inspect. It does not
+// walk each format's shape, on purpose: a shape-aware walk misses what a provider still
+// reads — a key spelled "Content" that a case-insensitive decoder downstream accepts, a
+// text member on a part of an unexpected type, a document block, a future field.
 func RequestText(body []byte) []Field {
 	w := walker{}
 	w.text(gjson.ParseBytes(body), root, "")
@@ -257,31 +223,6 @@ func (w *walker) member(obj gjson.Result, p path, keys ...string) {
 	})
 }
 
-func (w *walker) chatRequest(k string, v gjson.Result, p path) {
-	switch k {
-	case "messages":
-		w.elements(v, p, func(m gjson.Result, p path) { w.members(m, p, w.chatMessage) })
-	case "tools":
-		w.elements(v, p, func(t gjson.Result, p path) {
-			w.members(t, p, func(k string, v gjson.Result, p path) {
-				switch k {
-				case "function":
-					w.members(v, p, func(k string, v gjson.Result, p path) {
-						switch k {
-						case "name", "description":
-							w.str(v, p)
-						case "parameters":
-							w.leaves(v, p)
-						}
-					})
-				case "custom":
-					w.member(v, p, "name", "description")
-				}
-			})
-		})
-	}
-}
-
 // chatMessage reads one chat message, request or response.
 func (w *walker) chatMessage(k string, v gjson.Result, p path) {
 	switch k {
@@ -302,37 +243,6 @@ func (w *walker) chatMessage(k string, v gjson.Result, p path) {
 	}
 }
 
-func (w *walker) anthropicRequest(k string, v gjson.Result, p path) {
-	switch k {
-	case "system":
-		w.textParts(v, p, "text")
-	case "messages":
-		w.elements(v, p, func(m gjson.Result, p path) {
-			w.members(m, p, func(k string, v gjson.Result, p path) {
-				if k != "content" {
-					return
-				}
-				if v.Type == gjson.String {
-					w.str(v, p)
-					return
-				}
-				w.elements(v, p, func(b gjson.Result, p path) { w.anthropicBlock(b, p, false) })
-			})
-		})
-	case "tools":
-		w.elements(v, p, func(t gjson.Result, p path) {
-			w.members(t, p, func(k string, v gjson.Result, p path) {
-				switch k {
-				case "name", "description":
-					w.str(v, p)
-				case "input_schema":
-					w.leaves(v, p)
-				}
-			})
-		})
-	}
-}
-
 // anthropicBlock reads one content block of a request message or a response. Thinking
 // counts only in responses: sent back in a request it is signed, and a rewrite would make
 // the provider refuse it.
@@ -349,48 +259,6 @@ func (w *walker) anthropicBlock(b gjson.Result, p path, response bool) {
 			w.leaves(v, p)
 		case k == "content" && toolResult:
 			w.textParts(v, p, "text")
-		}
-	})
-}
-
-func (w *walker) responsesRequest(k string, v gjson.Result, p path) {
-	switch k {
-	case "instructions":
-		w.str(v, p)
-	case "input":
-		if v.Type == gjson.String {
-			w.str(v, p)
-			return
-		}
-		w.elements(v, p, w.responsesInputItem)
-	case "tools":
-		w.elements(v, p, func(t gjson.Result, p path) {
-			w.members(t, p, func(k string, v gjson.Result, p path) {
-				switch k {
-				case "name", "description":
-					w.str(v, p)
-				case "parameters":
-					w.leaves(v, p)
-				}
-			})
-		})
-	}
-}
-
-func (w *walker) responsesInputItem(it gjson.Result, p path) {
-	// An item without a type is an "easy" input message ({"role": …, "content": …}).
-	message := hasType(it, "message") || !it.Get("type").Exists()
-	call := hasType(it, "function_call")
-	custom := hasType(it, "custom_tool_call")
-	output := hasType(it, "function_call_output", "custom_tool_call_output")
-	w.members(it, p, func(k string, v gjson.Result, p path) {
-		switch {
-		case k == "content" && message:
-			w.textParts(v, p, "input_text", "output_text")
-		case k == "arguments" && call, k == "input" && custom:
-			w.str(v, p)
-		case k == "output" && output:
-			w.textParts(v, p, "input_text")
 		}
 	})
 }

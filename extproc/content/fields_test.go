@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/tidwall/gjson"
-	"github.com/tidwall/sjson"
 )
 
 const chatRequest = `{
@@ -99,103 +98,6 @@ const responsesRequest = `{
   "prompt_cache_key": "k"
 }`
 
-func TestRequestFields(t *testing.T) {
-	tests := []struct {
-		name  string
-		shape Shape
-		body  string
-		want  []Field
-	}{
-		{"chat", OpenAIChat, chatRequest, []Field{
-			{"messages.0.content", "You are terse."},
-			{"messages.1.content.0.text", "Prefer metric units."},
-			{"messages.2.content.0.text", "Weather for alice@example.com! 😀 \"quoted\"\n"},
-			{"messages.2.content.3.text", "é"},
-			{"messages.3.tool_calls.0.function.arguments", `{"city":"Paris"}`},
-			{"messages.4.content", "18°C"},
-			{"tools.0.function.name", "get_weather"},
-			{"tools.0.function.description", "Current weather."},
-			{"tools.0.function.parameters.type", "object"},
-			{"tools.0.function.parameters.properties.city.type", "string"},
-			{"tools.0.function.parameters.properties.city.description", "City name"},
-			{`tools.0.function.parameters.properties.a\.b.enum.0`, "x*y"},
-			{`tools.0.function.parameters.properties.a\.b.enum.1`, "z"},
-			{`tools.0.function.parameters.properties.\@odd\:key.description`, "needs escaping"},
-			{"tools.0.function.parameters.required.0", "city"},
-		}},
-		{"anthropic", AnthropicMessages, anthropicRequest, []Field{
-			{"system.0.text", "You are Claude Code."},
-			{"system.1.text", "Project rules: no secrets."},
-			{"messages.0.content", "inline system"},
-			{"messages.1.content.1.text", "Mail alice@example.com"},
-			{"messages.2.content.1.input.to", "alice@example.com"},
-			{"messages.2.content.1.input.cc.0", "bob@example.com"},
-			{`messages.2.content.1.input.user\.name`, "A"},
-			{"messages.3.content.0.content", "sent"},
-			{"messages.3.content.1.content.0.text", "page 1"},
-			{"tools.0.name", "send"},
-			{"tools.0.description", "Send mail."},
-			{"tools.0.input_schema.type", "object"},
-			{"tools.0.input_schema.properties.to.type", "string"},
-			{"tools.0.input_schema.properties.to.description", "Recipient"},
-			{"tools.1.name", "web_search"},
-		}},
-		{"anthropic system string", AnthropicMessages, `{"system":"be kind","messages":[{"role":"user","content":"hi"}]}`, []Field{
-			{"system", "be kind"},
-			{"messages.0.content", "hi"},
-		}},
-		{"responses", OpenAIResponses, responsesRequest, []Field{
-			{"instructions", "Be brief."},
-			{"input.0.content.0.text", "You are Codex."},
-			{"input.1.content", "plain easy message"},
-			{"input.2.content.0.text", "fix alice@example.com"},
-			{"input.3.content.0.text", "ok"},
-			{"input.5.arguments", `{"cmd":["ls"]}`},
-			{"input.6.output", "README.md"},
-			{"input.7.input", "*** Begin Patch"},
-			{"input.8.output.0.text", "Done!"},
-			{"tools.0.name", "shell"},
-			{"tools.0.description", "Run a command."},
-			{"tools.0.parameters.type", "object"},
-			{"tools.0.parameters.properties.cmd.type", "array"},
-			{"tools.0.parameters.properties.cmd.items.type", "string"},
-			{"tools.1.name", "apply_patch"},
-			{"tools.1.description", "Apply a patch."},
-		}},
-		{"responses input string", OpenAIResponses, `{"input":"hello","instructions":""}`, []Field{{"input", "hello"}}},
-		{"duplicate keys are all listed", OpenAIChat, `{"messages":[{"role":"user","content":"hi","content":"secret"}],"messages":[{"content":"more"}]}`, []Field{
-			{"messages.0.content", "hi"},
-			{"", "secret"},
-			{"", "more"},
-		}},
-		{"duplicate type cannot hide a text part", OpenAIChat, `{"messages":[{"content":[{"type":"image_url","type":"text","text":"hidden"}]}]}`, []Field{
-			{"messages.0.content.0.text", "hidden"},
-		}},
-		{"unknown shape", Shape(0), chatRequest, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := RequestFields(tt.shape, []byte(tt.body))
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("got\n%q\nwant\n%q", got, tt.want)
-			}
-			// Every path leads gjson and sjson to the text it names.
-			for _, f := range got {
-				if f.Path == "" {
-					continue
-				}
-				if r := gjson.Get(tt.body, f.Path); r.Str != f.Text {
-					t.Errorf("gjson at %q: %q, want %q", f.Path, r.Str, f.Text)
-				}
-				set, err := sjson.Set(tt.body, f.Path, "NEW")
-				if err != nil || strings.Count(set, `"NEW"`) != 1 || gjson.Get(set, f.Path).Str != "NEW" {
-					t.Errorf("sjson at %q: %v, %d replacements", f.Path, err, strings.Count(set, `"NEW"`))
-				}
-			}
-		})
-	}
-}
-
 const chatResponse = `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4.1","choices":[
  {"index":0,"message":{"role":"assistant","content":"Mail alice@example.com","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"},
  {"index":1,"message":{"role":"assistant","content":null,"refusal":"I can't.","tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"x\":\"\\u00e9\"}"}}]},"finish_reason":"tool_calls"}],
@@ -262,9 +164,9 @@ func TestReplaceRoundTrip(t *testing.T) {
 		body   string
 		fields func(Shape, []byte) []Field
 	}{
-		{"chat request", OpenAIChat, chatRequest, RequestFields},
-		{"anthropic request", AnthropicMessages, anthropicRequest, RequestFields},
-		{"responses request", OpenAIResponses, responsesRequest, RequestFields},
+		{"chat request", OpenAIChat, chatRequest, requestText},
+		{"anthropic request", AnthropicMessages, anthropicRequest, requestText},
+		{"responses request", OpenAIResponses, responsesRequest, requestText},
 		{"chat response", OpenAIChat, chatResponse, ResponseFields},
 		{"anthropic response", AnthropicMessages, anthropicResponse, ResponseFields},
 		{"responses response", OpenAIResponses, responsesResponse, ResponseFields},
@@ -384,7 +286,7 @@ func TestFieldsMalformed(t *testing.T) {
 	}
 	for _, b := range bodies {
 		for _, s := range []Shape{OpenAIChat, AnthropicMessages, OpenAIResponses} {
-			for _, f := range append(RequestFields(s, []byte(b)), ResponseFields(s, []byte(b))...) {
+			for _, f := range append(RequestText([]byte(b)), ResponseFields(s, []byte(b))...) {
 				if f.Text == "" {
 					t.Errorf("%v %.40q: empty field %q", s, b, f.Path)
 				}
@@ -393,7 +295,7 @@ func TestFieldsMalformed(t *testing.T) {
 	}
 	// Text nested beyond maxDepth is still listed, as raw JSON that cannot be rewritten.
 	deep := `{"tools":[{"function":{"parameters":` + strings.Repeat(`[`, 1000) + `"deep"` + strings.Repeat(`]`, 1000) + `}}]}`
-	got := RequestFields(OpenAIChat, []byte(deep))
+	got := RequestText([]byte(deep))
 	if len(got) != 1 || got[0].Path != "" || !strings.Contains(got[0].Text, `"deep"`) {
 		t.Errorf("deep schema: %.80q", got)
 	}
@@ -414,3 +316,6 @@ func TestAppendJSONString(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+// requestText adapts RequestText to the shape-taking signature of ResponseFields.
+func requestText(_ Shape, body []byte) []Field { return RequestText(body) }

@@ -45,7 +45,7 @@ func FuzzFields(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, s := range []Shape{OpenAIChat, AnthropicMessages, OpenAIResponses} {
-			for _, list := range [][]Field{RequestFields(s, body), ResponseFields(s, body)} {
+			for _, list := range [][]Field{RequestText(body), ResponseFields(s, body)} {
 				var addressable []Field
 				for _, fl := range list {
 					if fl.Path != "" {

@@ -3,6 +3,9 @@ package content
 import (
 	"strings"
 	"testing"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
 )
 
 // TestRequestTextSeesBypasses: text a shape-aware walk would miss but a provider or a
@@ -29,6 +32,28 @@ func TestRequestTextSeesBypasses(t *testing.T) {
 	for _, f := range RequestText([]byte(body)) {
 		if strings.Contains(f.Text, "QUJD") || f.Text == "gpt-4o" || f.Text == "user" {
 			t.Errorf("listed a non-text value %q", f.Text)
+		}
+	}
+}
+
+// TestRequestTextPaths: every listed field's path leads gjson and sjson to its text.
+func TestRequestTextPaths(t *testing.T) {
+	for _, body := range []string{chatRequest, anthropicRequest, responsesRequest} {
+		fields := RequestText([]byte(body))
+		if len(fields) < 5 {
+			t.Fatalf("only %d fields in %.60q", len(fields), body)
+		}
+		for _, f := range fields {
+			if f.Path == "" {
+				continue
+			}
+			if got := gjson.Get(body, f.Path); got.Str != f.Text {
+				t.Errorf("gjson at %q = %q, want %q", f.Path, got.Str, f.Text)
+			}
+			set, err := sjson.Set(body, f.Path, "NEW")
+			if err != nil || strings.Count(set, `"NEW"`) != 1 {
+				t.Errorf("sjson at %q: %v", f.Path, err)
+			}
 		}
 	}
 }
