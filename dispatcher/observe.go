@@ -154,9 +154,6 @@ func (o *observation) endAttempt(sp trace.Span, req *attempt.Request, start time
 		reason := fallbackReason(res)
 		sp.SetAttributes(attribute.String("error.type", reason))
 		sp.SetStatus(codes.Error, reason)
-		if res.Retryable {
-			o.s.cfg.Metrics.Fallback(req.Provider.ID, reason)
-		}
 	}
 	sp.End(trace.WithTimestamp(done))
 }

@@ -245,7 +245,7 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 	providers := *s.providers.Load()
 	var last *attempt.Result
 	failed := 0
-	for _, a := range chain {
+	for i, a := range chain {
 		p := providers[a.Provider]
 		if p == nil {
 			s.cfg.Logger.Warn("dispatcher: provider in chain is not configured", "request_id", req.RequestID, "provider", a.Provider)
@@ -277,6 +277,9 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 		}
 		failed++
 		obs.failed = failed
+		if i < len(chain)-1 { // a fallback only when another provider follows
+			s.cfg.Metrics.Fallback(p.ID, fallbackReason(&res))
+		}
 	}
 	if last == nil || last.Status == 0 {
 		obs.fail(w, errUpstream, req.ClientFormat)
