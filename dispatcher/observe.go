@@ -37,6 +37,8 @@ type observation struct {
 	ctx     context.Context
 	gateway trace.Span
 	capture bool
+	// envoySpan is Envoy's span for the request, when Envoy traces; spans name it.
+	envoySpan string
 
 	attempts   int
 	failed     int
@@ -59,6 +61,7 @@ func (s *Server) observe(ctx context.Context, w http.ResponseWriter, c *ctxtoken
 		if t.ParentID != "" {
 			tc.SpanID, _ = trace.SpanIDFromHex(t.ParentID)
 		}
+		o.envoySpan = t.EnvoySpanID
 		w.Header().Set(wire.HeaderTraceID, t.TraceID)
 		w.Header().Set(wire.HeaderSpanID, t.SpanID)
 		if id, err := trace.SpanIDFromHex(t.SpanID); err == nil {
@@ -84,6 +87,9 @@ func (o *observation) tenantAttrs() []attribute.KeyValue {
 	c := o.claims
 	attrs := []attribute.KeyValue{attribute.String("sluice.request_id", c.RequestID),
 		attribute.String("sluice.virtual_key_id", c.KeyID)}
+	if o.envoySpan != "" {
+		attrs = append(attrs, attribute.String("sluice.envoy_span_id", o.envoySpan))
+	}
 	for _, a := range []struct{ k, v string }{
 		{"sluice.organization_id", c.OrgID}, {"sluice.team_id", c.TeamID},
 		{"sluice.project_id", c.ProjectID}, {"sluice.principal_id", c.PrincipalID},

@@ -35,6 +35,8 @@ type request struct {
 	strip []string
 
 	trace reqTrace
+	// envoyTraceparent is Envoy's span for the request, from the ext_proc call's metadata.
+	envoyTraceparent string
 	// dispatched: the request went on to the dispatcher, which records its gateway span.
 	dispatched bool
 	blockedBy  string // the guardrail that blocked the request, if one did
@@ -81,7 +83,7 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 			r.strip = append(r.strip, k)
 		}
 	}
-	r.trace.begin(r.srv.cfg.Now(), traceparent)
+	r.trace.begin(r.srv.cfg.Now(), traceparent, r.envoyTraceparent)
 	// Until the route is known, errors speak the dialect the path suggests.
 	r.route.Format = wire.OpenAI
 	if strings.HasPrefix(path, "/v1/messages") {

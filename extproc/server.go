@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/sluice-gateway/sluice/extproc/guardrail"
@@ -133,6 +134,11 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) (err 
 		}
 	}()
 	req := request{srv: s, ctx: stream.Context(), st: s.state.Load()}
+	if md, ok := metadata.FromIncomingContext(stream.Context()); ok {
+		if tp := md.Get("traceparent"); len(tp) == 1 {
+			req.envoyTraceparent = tp[0]
+		}
+	}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {

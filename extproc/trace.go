@@ -27,14 +27,26 @@ type reqTrace struct {
 	spanID  trace.SpanID           // the gateway span
 	client  telemetry.TraceContext // the client's span, zero without a valid traceparent
 	parent  telemetry.TraceContext // what the gateway span nests under
+	envoy   trace.SpanID           // Envoy's span for the request, when Envoy traces
 }
 
-// begin starts the request's trace context from the client's traceparent, if any.
-func (t *reqTrace) begin(now time.Time, traceparent string) {
+// begin starts the request's trace context from the client's traceparent, if any, and
+// Envoy's (the ext_proc call's gRPC metadata), if Envoy traces. The gateway span nests
+// under the client's span, never Envoy's: Envoy's spans reach only the gateway's collector,
+// and a tenant's collector would hold a child without its parent. Envoy's span is named
+// instead, and without a client traceparent Envoy's trace id keeps both in one trace.
+func (t *reqTrace) begin(now time.Time, traceparent, envoyTraceparent string) {
 	t.start = now
-	if tc, ok := telemetry.ParseTraceparent(traceparent); ok {
+	envoy, fromEnvoy := telemetry.ParseTraceparent(envoyTraceparent)
+	if fromEnvoy {
+		t.envoy = envoy.SpanID
+	}
+	switch tc, ok := telemetry.ParseTraceparent(traceparent); {
+	case ok:
 		t.client, t.parent = tc, tc
-	} else {
+	case fromEnvoy:
+		t.parent = telemetry.TraceContext{TraceID: envoy.TraceID, Sampled: envoy.Sampled}
+	default:
 		t.parent = telemetry.TraceContext{TraceID: telemetry.NewTraceID(), Sampled: true}
 	}
 	t.traceID, t.spanID = t.parent.TraceID, telemetry.NewSpanID()
@@ -46,6 +58,9 @@ func (t *reqTrace) claims() *ctxtoken.Trace {
 		Unsampled: !t.parent.Sampled, StartNanos: t.start.UnixNano()}
 	if t.client.SpanID.IsValid() {
 		c.ParentID = t.client.SpanID.String()
+	}
+	if t.envoy.IsValid() {
+		c.EnvoySpanID = t.envoy.String()
 	}
 	return c
 }
@@ -64,6 +79,9 @@ func (t *reqTrace) inside(ctx context.Context) context.Context {
 // tenantAttrs names the request's key and tenant on its spans.
 func (r *request) tenantAttrs() []attribute.KeyValue {
 	attrs := []attribute.KeyValue{attribute.String("sluice.request_id", r.id)}
+	if r.trace.envoy.IsValid() {
+		attrs = append(attrs, attribute.String("sluice.envoy_span_id", r.trace.envoy.String()))
+	}
 	if k := r.key; k != nil {
 		attrs = append(attrs, attribute.String("sluice.virtual_key_id", k.id))
 		for _, a := range []struct{ k, v string }{

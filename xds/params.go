@@ -59,6 +59,9 @@ type Params struct {
 	// DisableExtProc drops the ext_proc filter: an Envoy-only passthrough
 	// for benchmarks. Never use it in production: nothing authenticates.
 	DisableExtProc bool
+	// OTLPEndpoint, when set (grpc://host:port or http://host:port[/path]),
+	// makes Envoy trace every request and export its own spans there.
+	OTLPEndpoint string
 }
 
 func (p Params) withDefaults() Params {
@@ -90,6 +93,11 @@ func (p Params) validate() error {
 			}
 		} else if _, _, err := splitHostPort(p.ExtProcAddr); err != nil {
 			errs = append(errs, fmt.Errorf("ExtProcAddr: %w", err))
+		}
+	}
+	if p.OTLPEndpoint != "" {
+		if _, err := parseOTLP(p.OTLPEndpoint); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if uint64(p.MaxRequestBytes)+bufferHeadroom > 1<<32-1 {

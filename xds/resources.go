@@ -82,6 +82,10 @@ func Resources(p Params) (map[resource.Type][]types.Resource, error) {
 		}
 		res[resource.ExtensionConfigType] = []types.Resource{ext}
 	}
+	if p.OTLPEndpoint != "" {
+		t, _ := parseOTLP(p.OTLPEndpoint) // validated
+		clusters = append(clusters, t.cluster())
+	}
 	res[resource.ClusterType] = clusters
 	return res, nil
 }
@@ -131,6 +135,12 @@ func buildListener(p Params, static *route.RouteConfiguration) (*listener.Listen
 	}
 	if static != nil {
 		manager.RouteSpecifier = &hcm.HttpConnectionManager_RouteConfig{RouteConfig: static}
+	}
+	if p.OTLPEndpoint != "" {
+		t, _ := parseOTLP(p.OTLPEndpoint) // validated
+		if manager.Tracing, err = t.tracing(); err != nil {
+			return nil, err
+		}
 	}
 	hcmAny, err := marshalAny(manager)
 	if err != nil {

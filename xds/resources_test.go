@@ -247,6 +247,8 @@ func TestParamsInvalid(t *testing.T) {
 		"relative unix path": func(p *xds.Params) { p.ExtProcAddr = "unix:extproc.sock" },
 		"listen host name":   func(p *xds.Params) { p.ListenAddr = "localhost:8080" },
 		"huge body limit":    func(p *xds.Params) { p.MaxRequestBytes = 1<<32 - 1 },
+		"otlp over tls":      func(p *xds.Params) { p.OTLPEndpoint = "https://otel.example:4318" },
+		"otlp no host":       func(p *xds.Params) { p.OTLPEndpoint = "grpc://" },
 	} {
 		p := baseParams()
 		mut(&p)
@@ -295,5 +297,28 @@ func TestServeStopsOnCancel(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after cancel")
+	}
+}
+
+// TestEnvoyTracing: with an OTLP endpoint Envoy traces every request and exports through a
+// cluster of its own; without one it does not trace.
+func TestEnvoyTracing(t *testing.T) {
+	if _, m := listenerHCM(t, mustResources(t, baseParams())); m.Tracing != nil {
+		t.Fatalf("tracing on without an endpoint: %v", m.Tracing)
+	}
+	for _, ep := range []string{"grpc://127.0.0.1:4317", "http://otel-collector:4318"} {
+		p := baseParams()
+		p.OTLPEndpoint = ep
+		res := mustResources(t, p)
+		if _, m := listenerHCM(t, res); m.Tracing == nil || m.Tracing.GetProvider().GetName() != "envoy.tracers.opentelemetry" {
+			t.Errorf("%s: tracing = %v", ep, m.Tracing)
+		}
+		found := false
+		for _, c := range res[resource.ClusterType] {
+			found = found || c.(*cluster.Cluster).Name == xds.OTLPCluster
+		}
+		if !found {
+			t.Errorf("%s: no %s cluster", ep, xds.OTLPCluster)
+		}
 	}
 }

@@ -50,11 +50,14 @@ type Claims struct {
 
 // Trace locates a request in its trace; ids are lower-case hex.
 type Trace struct {
-	TraceID    string `json:"t"`
-	SpanID     string `json:"s"`
-	ParentID   string `json:"p,omitempty"`
-	Unsampled  bool   `json:"u,omitempty"`
-	StartNanos int64  `json:"t0"`
+	TraceID   string `json:"t"`
+	SpanID    string `json:"s"`
+	ParentID  string `json:"p,omitempty"`
+	Unsampled bool   `json:"u,omitempty"`
+	// EnvoySpanID is Envoy's own span for the request, when Envoy traces: its spans go to
+	// the gateway's collector, so tenants' spans name it rather than nest under it.
+	EnvoySpanID string `json:"e,omitempty"`
+	StartNanos  int64  `json:"t0"`
 }
 
 // Signer mints tokens. It is safe for concurrent use.

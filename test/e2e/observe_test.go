@@ -100,6 +100,29 @@ func TestTraces(t *testing.T) {
 	if c, _ := call.Attributes["sluice.request.content"].(string); !strings.Contains(c, marker) {
 		t.Errorf("project a captures content, but the attempt span has %q", c)
 	}
+	// Envoy traces too, into the gateway's own collector: its server span is the client's
+	// child in the same trace, and Sluice's spans name Envoy's ext_proc call span.
+	envoySpans := inTrace(waitSpans(t, g.otlp, func(s []otlptest.Span) bool {
+		n := 0
+		for _, sp := range inTrace(s, clientTrace) {
+			if sp.Service() == "sluice-envoy" {
+				n++
+			}
+		}
+		return n >= 2
+	}), clientTrace)
+	envoyByName := map[string]otlptest.Span{}
+	for _, s := range envoySpans {
+		envoyByName[s.Name] = s
+	}
+	ingress := envoyByName["ingress"]
+	if ingress.ParentSpanID != clientSpan {
+		t.Errorf("Envoy's ingress span parent = %q, want the client's span %s (spans: %v)", ingress.ParentSpanID, clientSpan, len(envoySpans))
+	}
+	named, _ := gw.Attributes["sluice.envoy_span_id"].(string)
+	if ep, ok := envoyByName["async envoy.service.ext_proc.v3.ExternalProcessor.Process egress"]; !ok || named != ep.SpanID || ep.ParentSpanID != ingress.SpanID {
+		t.Errorf("gateway span names Envoy span %q; Envoy's ext_proc span = %+v under ingress %s", named, ep, ingress.SpanID)
+	}
 
 	// Project b: its own collector, no content; nothing of it at a's or the default.
 	marker = newMarker()

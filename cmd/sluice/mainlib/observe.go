@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"time"
@@ -91,6 +92,19 @@ func (o *observability) loader(component string, load func(*config.Snapshot) err
 		o.metrics.ConfigApplied(component, s.Version, 0)
 		return errors.Join(err, rerr)
 	}
+}
+
+// envoyOTLP is the collector Envoy exports its own spans to: the gateway's, when Envoy can
+// reach it without TLS (grpc:// or http://; Envoy's cluster carries no TLS context).
+func envoyOTLP(endpoint string, logger *slog.Logger) string {
+	if endpoint == "" {
+		return ""
+	}
+	if u, err := url.Parse(endpoint); err == nil && (u.Scheme == "grpc" || u.Scheme == "http") {
+		return endpoint
+	}
+	logger.Info("envoy exports no spans of its own: it reaches an OTLP collector over grpc:// or http:// only")
+	return ""
 }
 
 // projectRoutes maps each project with its own OTLP endpoint to that endpoint, header

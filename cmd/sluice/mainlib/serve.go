@@ -254,7 +254,8 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 
 	// xds for Envoy.
 	xs := xds.NewServer(logger.With("component", "xds"))
-	if err := xs.Update(xds.Params{ListenAddr: f.listen, ExtProcAddr: sock, DispatcherAddr: dispAddr}); err != nil {
+	if err := xs.Update(xds.Params{ListenAddr: f.listen, ExtProcAddr: sock, DispatcherAddr: dispAddr,
+		OTLPEndpoint: envoyOTLP(f.obs.otlpEndpoint, logger)}); err != nil {
 		return err
 	}
 	xLis, err := net.Listen("tcp", f.xdsListen)

@@ -75,7 +75,7 @@ func runComponent(ctx context.Context, name string, stdout, stderr io.Writer, c 
 
 func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
-	var redisURL, storeDir, adminListen, fleetListen, adsListen string
+	var redisURL, storeDir, adminListen, fleetListen, adsListen, envoyOTLPEndpoint string
 	var p xds.Params
 	fs := flag.NewFlagSet("xds", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -88,6 +88,8 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&p.ListenAddr, "envoy-listen", "0.0.0.0:8080", "the client listener Envoy is told to open")
 	fs.StringVar(&p.ExtProcAddr, "extproc-addr", "unix:/var/run/sluice/extproc.sock", "where Envoy reaches extproc")
 	fs.StringVar(&p.DispatcherAddr, "dispatcher-addr", "127.0.0.1:9100", "where Envoy reaches the dispatcher")
+	fs.StringVar(&envoyOTLPEndpoint, "otlp-endpoint", os.Getenv("SLUICE_OTLP_ENDPOINT"),
+		"collector Envoy exports its own spans to (grpc:// or http:// only; other schemes: Envoy exports none)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -95,6 +97,7 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errors.New("xds: give --redis-url or --store-dir")
 	}
 	return runComponent(ctx, "xds", stdout, stderr, c, func(ctx context.Context, cancel context.CancelFunc, g *group, logger *slog.Logger) error {
+		p.OTLPEndpoint = envoyOTLP(envoyOTLPEndpoint, logger)
 		hasher, err := hasherFrom("")
 		if err != nil {
 			return err
