@@ -166,6 +166,7 @@ func (q *queue) export(batch []sdktrace.ReadOnlySpan) {
 		q.p.dropped.Add(n) // Shutdown gave up: do not start another call
 		return
 	}
+	validUTF8(batch)
 	ctx, cancel := context.WithTimeout(q.ctx, q.p.opts.Timeout)
 	err := q.exp.ExportSpans(ctx, batch)
 	cancel()
