@@ -85,20 +85,8 @@ func (s *Server) observe(ctx context.Context, w http.ResponseWriter, c *ctxtoken
 
 func (o *observation) tenantAttrs() []attribute.KeyValue {
 	c := o.claims
-	attrs := []attribute.KeyValue{attribute.String("sluice.request_id", c.RequestID),
-		attribute.String("sluice.virtual_key_id", c.KeyID)}
-	if o.envoySpan != "" {
-		attrs = append(attrs, attribute.String("sluice.envoy_span_id", o.envoySpan))
-	}
-	for _, a := range []struct{ k, v string }{
-		{"sluice.organization_id", c.OrgID}, {"sluice.team_id", c.TeamID},
-		{"sluice.project_id", c.ProjectID}, {"sluice.principal_id", c.PrincipalID},
-	} {
-		if a.v != "" {
-			attrs = append(attrs, attribute.String(a.k, a.v))
-		}
-	}
-	return attrs
+	return telemetry.Request{RequestID: c.RequestID, KeyID: c.KeyID, OrgID: c.OrgID, TeamID: c.TeamID,
+		ProjectID: c.ProjectID, PrincipalID: c.PrincipalID, EnvoySpanID: o.envoySpan}.Attributes()
 }
 
 // genAIProvider is the OpenTelemetry GenAI name of a provider type.

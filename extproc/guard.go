@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -317,6 +318,8 @@ func bodyResponse(body []byte, whole bool) *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: common}}}
 }
 
+// isEventStream reports whether a content-type is SSE; media types are case-insensitive.
 func isEventStream(ctype string) bool {
-	return len(ctype) >= 17 && (ctype[:17] == "text/event-stream")
+	const sse = "text/event-stream"
+	return len(ctype) >= len(sse) && strings.EqualFold(ctype[:len(sse)], sse)
 }

@@ -272,3 +272,12 @@ func TestGuardUndecodableScopeRefuses(t *testing.T) {
 		t.Fatalf("an unrelated key was refused: %v", sent[1])
 	}
 }
+
+func TestIsEventStream(t *testing.T) {
+	for ct, want := range map[string]bool{"text/event-stream": true, "Text/Event-Stream; charset=utf-8": true,
+		"application/json": false, "text/event": false, "": false} {
+		if got := isEventStream(ct); got != want {
+			t.Errorf("isEventStream(%q) = %v", ct, got)
+		}
+	}
+}

@@ -78,22 +78,14 @@ func (t *reqTrace) inside(ctx context.Context) context.Context {
 
 // tenantAttrs names the request's key and tenant on its spans.
 func (r *request) tenantAttrs() []attribute.KeyValue {
-	attrs := []attribute.KeyValue{attribute.String("sluice.request_id", r.id)}
+	t := telemetry.Request{RequestID: r.id}
 	if r.trace.envoy.IsValid() {
-		attrs = append(attrs, attribute.String("sluice.envoy_span_id", r.trace.envoy.String()))
+		t.EnvoySpanID = r.trace.envoy.String()
 	}
 	if k := r.key; k != nil {
-		attrs = append(attrs, attribute.String("sluice.virtual_key_id", k.id))
-		for _, a := range []struct{ k, v string }{
-			{"sluice.organization_id", k.org}, {"sluice.team_id", k.team},
-			{"sluice.project_id", k.project}, {"sluice.principal_id", k.principal},
-		} {
-			if a.v != "" {
-				attrs = append(attrs, attribute.String(a.k, a.v))
-			}
-		}
+		t.KeyID, t.OrgID, t.TeamID, t.ProjectID, t.PrincipalID = k.id, k.org, k.team, k.project, k.principal
 	}
-	return attrs
+	return t.Attributes()
 }
 
 // spanName is the gateway span's name: the route, as HTTP server spans are named.

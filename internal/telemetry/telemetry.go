@@ -350,3 +350,28 @@ func (router) Shutdown(context.Context) error { return nil }
 
 // ForceFlush implements [sdktrace.SpanProcessor.ForceFlush].
 func (r router) ForceFlush(ctx context.Context) error { return r.p.ForceFlush(ctx) }
+
+// Request names a request on its spans: its id, its key and tenant, and Envoy's span when
+// Envoy traces. Every process's spans of a request carry the same set.
+type Request struct {
+	RequestID, KeyID, OrgID, TeamID, ProjectID, PrincipalID, EnvoySpanID string
+}
+
+// Attributes returns r's non-empty fields as sluice.* attributes; sluice.project_id is the
+// one the per-tenant routing reads.
+func (r Request) Attributes() []attribute.KeyValue {
+	attrs := make([]attribute.KeyValue, 0, 7)
+	for _, a := range [...]struct {
+		k attribute.Key
+		v string
+	}{
+		{"sluice.request_id", r.RequestID}, {"sluice.virtual_key_id", r.KeyID},
+		{"sluice.organization_id", r.OrgID}, {"sluice.team_id", r.TeamID}, {ProjectIDKey, r.ProjectID},
+		{"sluice.principal_id", r.PrincipalID}, {"sluice.envoy_span_id", r.EnvoySpanID},
+	} {
+		if a.v != "" {
+			attrs = append(attrs, a.k.String(a.v))
+		}
+	}
+	return attrs
+}
