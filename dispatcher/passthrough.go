@@ -100,6 +100,7 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 			return attempt.Result{Err: err}
 		}
 	}
+	body, hideUsage := askStreamUsage(req, body)
 	url := req.Provider.BaseURL + req.Endpoint.Path()
 	if req.RawQuery != "" {
 		url += "?" + req.RawQuery
@@ -158,7 +159,16 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 	if resp.StatusCode/100 == 2 {
 		meter = newUsageMeter(req.Endpoint, sse, resp.Header.Get("Content-Encoding"), resp.ContentLength)
 	}
-	first, err := copyBody(w, resp.Body, sse, meter)
+	out := w
+	var filter *usageChunkFilter
+	if hideUsage && sse {
+		filter = &usageChunkFilter{ResponseWriter: w}
+		out = filter
+	}
+	first, err := copyBody(out, resp.Body, sse, meter)
+	if filter != nil {
+		filter.flushRest()
+	}
 	if first.IsZero() {
 		first = headersAt // an empty body: the headers were all the provider sent
 	}

@@ -76,7 +76,7 @@ type meterFindings struct {
 	// final output count and, in newer API versions, the input and cache counts again.
 	anthropic                               bool
 	input, output, cacheRead, cacheCreation int64
-	thinking                                int64
+	cacheCreation1h, thinking               int64
 }
 
 // maxChoices bounds the finish reasons kept per answer (n > maxChoices is not metered).
@@ -150,7 +150,8 @@ func (f *meterFindings) report(res *attempt.Result) {
 			CacheReadTokens: f.cached, ReasoningTokens: f.reasoning}
 	case f.anthropic:
 		res.Usage = attempt.Usage{InputTokens: f.input + f.cacheRead + f.cacheCreation, OutputTokens: f.output,
-			CacheReadTokens: f.cacheRead, CacheCreationTokens: f.cacheCreation, ReasoningTokens: f.thinking}
+			CacheReadTokens: f.cacheRead, CacheCreationTokens: f.cacheCreation,
+			CacheCreation1hTokens: f.cacheCreation1h, ReasoningTokens: f.thinking}
 	}
 	res.ResponseModel = f.model
 	for _, r := range f.reasons {
@@ -281,6 +282,10 @@ func (f *meterFindings) anthropicUsage(u gjson.Result) {
 			f.cacheRead = v.Int()
 		case "cache_creation_input_tokens":
 			f.cacheCreation = v.Int()
+		case "cache_creation": // the split by TTL
+			if t := v.Get("ephemeral_1h_input_tokens"); t.Exists() {
+				f.cacheCreation1h = t.Int()
+			}
 		case "output_tokens_details":
 			if t := v.Get("thinking_tokens"); t.Exists() {
 				f.thinking = t.Int()

@@ -321,20 +321,22 @@ func TestPassthroughUsageFromFakeProvider(t *testing.T) {
 		stream bool
 		body   string
 		want   metered
+		// hidden: the lane asked for the stream's usage itself, so the client's bytes carry none.
+		hidden bool
 	}{
-		{"openai json", config.ProviderOpenAI, false, `{"model":"m",` + oaMsgs + `}`, metered{oaUsage, "gpt-4o-mini", "stop"}},
+		{"openai json", config.ProviderOpenAI, false, `{"model":"m",` + oaMsgs + `}`, metered{oaUsage, "gpt-4o-mini", "stop"}, false},
 		{"openai json tool call", config.ProviderOpenAI, false,
 			`{"model":"m","tools":[{"type":"function","function":{"name":"get_weather"}}],` + oaMsgs + `}`,
-			metered{oaUsage, "gpt-4o-mini", "tool_calls"}},
+			metered{oaUsage, "gpt-4o-mini", "tool_calls"}, false},
 		{"openai stream with usage", config.ProviderOpenAI, true,
-			`{"model":"m","stream":true,"stream_options":{"include_usage":true},` + oaMsgs + `}`, metered{oaUsage, "gpt-4o-mini", "stop"}},
+			`{"model":"m","stream":true,"stream_options":{"include_usage":true},` + oaMsgs + `}`, metered{oaUsage, "gpt-4o-mini", "stop"}, false},
 		{"openai stream without usage", config.ProviderOpenAI, true,
-			`{"model":"m","stream":true,` + oaMsgs + `}`, metered{attempt.Usage{}, "gpt-4o-mini", "stop"}},
-		{"anthropic json", config.ProviderAnthropic, false, `{"model":"m",` + antMsgs + `}`, metered{antUsage, "claude-haiku-4-5", "end_turn"}},
-		{"anthropic stream", config.ProviderAnthropic, true, `{"model":"m","stream":true,` + antMsgs + `}`, metered{antUsage, "claude-haiku-4-5", "end_turn"}},
+			`{"model":"m","stream":true,` + oaMsgs + `}`, metered{oaUsage, "gpt-4o-mini", "stop"}, true},
+		{"anthropic json", config.ProviderAnthropic, false, `{"model":"m",` + antMsgs + `}`, metered{antUsage, "claude-haiku-4-5", "end_turn"}, false},
+		{"anthropic stream", config.ProviderAnthropic, true, `{"model":"m","stream":true,` + antMsgs + `}`, metered{antUsage, "claude-haiku-4-5", "end_turn"}, false},
 		{"anthropic stream tool use", config.ProviderAnthropic, true,
 			`{"model":"m","stream":true,"tools":[{"name":"get_weather","input_schema":{}}],` + antMsgs + `}`,
-			metered{antUsage, "claude-haiku-4-5", "tool_use"}},
+			metered{antUsage, "claude-haiku-4-5", "tool_use"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,7 +358,14 @@ func TestPassthroughUsageFromFakeProvider(t *testing.T) {
 			if sse != tt.stream {
 				t.Fatalf("Content-Type %q for stream=%v", rec.Header().Get("Content-Type"), tt.stream)
 			}
-			checkEverySplit(t, req.Endpoint, sse, rec.Body.String(), tt.want)
+			seen := tt.want
+			if tt.hidden {
+				seen.Usage = attempt.Usage{}
+				if strings.Contains(rec.Body.String(), `"choices":[]`) || !strings.Contains(rec.Body.String(), "data: [DONE]") {
+					t.Errorf("the client got the usage chunk it did not ask for, or lost [DONE]:\n%s", rec.Body.String())
+				}
+			}
+			checkEverySplit(t, req.Endpoint, sse, rec.Body.String(), seen)
 		})
 	}
 }

@@ -21,16 +21,20 @@ type Usage struct {
 	OutputTokens        int64 // every output token, reasoning included
 	CacheReadTokens     int64 // part of InputTokens served from the provider's prompt cache
 	CacheCreationTokens int64 // part of InputTokens written to the prompt cache
-	ReasoningTokens     int64 // part of OutputTokens spent on reasoning
+	// CacheCreation1hTokens is the part of CacheCreationTokens written with Anthropic's
+	// one-hour TTL (dearer than the default five minutes).
+	CacheCreation1hTokens int64
+	ReasoningTokens       int64 // part of OutputTokens spent on reasoning
 }
 
 // Add returns the field-wise sum of u and v, e.g. to total a request's attempts.
 func (u Usage) Add(v Usage) Usage {
 	return Usage{
-		InputTokens:         u.InputTokens + v.InputTokens,
-		OutputTokens:        u.OutputTokens + v.OutputTokens,
-		CacheReadTokens:     u.CacheReadTokens + v.CacheReadTokens,
-		CacheCreationTokens: u.CacheCreationTokens + v.CacheCreationTokens,
-		ReasoningTokens:     u.ReasoningTokens + v.ReasoningTokens,
+		InputTokens:           u.InputTokens + v.InputTokens,
+		OutputTokens:          u.OutputTokens + v.OutputTokens,
+		CacheReadTokens:       u.CacheReadTokens + v.CacheReadTokens,
+		CacheCreationTokens:   u.CacheCreationTokens + v.CacheCreationTokens,
+		CacheCreation1hTokens: u.CacheCreation1hTokens + v.CacheCreation1hTokens,
+		ReasoningTokens:       u.ReasoningTokens + v.ReasoningTokens,
 	}
 }
