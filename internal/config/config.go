@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 )
 
@@ -29,6 +30,9 @@ type Config struct {
 	// Projects, when a key's project needs more than its id (its own telemetry), are
 	// stored documents as the admin API takes them.
 	Projects []Project `json:"projects,omitempty"`
+	// Budgets are stored documents as the admin API takes them, scoped to an organization,
+	// team, project, principal or key of this file.
+	Budgets []Budget `json:"budgets,omitempty"`
 }
 
 // Provider is one model provider.
@@ -43,6 +47,10 @@ type Provider struct {
 	// Models this provider serves, listed by GET /v1/models. Empty: the provider serves any
 	// model it is asked for.
 	Models []string `json:"models,omitempty"`
+	// Limits caps the traffic sent to this provider, across every key.
+	Limits RateLimits `json:"limits,omitzero"`
+	// Pricing overrides the bundled price table, per model name or "prefix*".
+	Pricing pricing.Overrides `json:"pricing,omitempty"`
 }
 
 // Key is one virtual key. The secret is never stored: Hash is HMAC-SHA256(pepper, secret).
@@ -62,6 +70,11 @@ type Key struct {
 	ModelAliases map[string]Alias `json:"model_aliases,omitempty"`
 	// Guardrails lists the guardrail ids the key runs.
 	Guardrails []string `json:"guardrails,omitempty"`
+	// The rest of the key's policy, as in the control plane's key config.
+	RateLimits       RateLimits  `json:"rate_limits,omitzero"`
+	PolicyRules      PolicyRules `json:"policy_rules,omitzero"`
+	CacheMode        CacheMode   `json:"cache_mode,omitempty"`
+	DefaultMaxTokens int64       `json:"default_max_tokens,omitempty"`
 }
 
 // Alias is either one model name for every provider (JSON string) or a map from provider id
@@ -156,6 +169,25 @@ func (c *Config) Validate() error {
 		guardrails[g.ID] = true
 		if err := g.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("guardrails[%d]: %w", i, err))
+		}
+	}
+	budgets := map[string]bool{}
+	for i := range c.Budgets {
+		b := &c.Budgets[i]
+		if budgets[b.ID] {
+			errs = append(errs, fmt.Errorf("budgets[%d]: duplicate id %q", i, b.ID))
+		}
+		budgets[b.ID] = true
+		if err := b.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("budgets[%d]: %w", i, err))
+		}
+	}
+	for _, p := range c.Providers {
+		if err := p.Limits.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("provider %q: %w", p.ID, err))
+		}
+		if err := p.Pricing.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("provider %q: pricing: %w", p.ID, err))
 		}
 	}
 	keys := map[string]bool{}

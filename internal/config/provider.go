@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/secretbox"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
@@ -94,6 +95,9 @@ type ModelProvider struct {
 	// map, api_version, project.
 	ProviderConfig json.RawMessage `json:"provider_config,omitempty"`
 	Limits         RateLimits      `json:"limits,omitzero"`
+	// Pricing overrides the bundled price table for this provider, per model name or
+	// "prefix*" (USD per million tokens).
+	Pricing pricing.Overrides `json:"pricing,omitempty"`
 	// Models lists the models this provider serves (and GET /v1/models shows); empty means
 	// it is asked for any model.
 	Models []string `json:"models,omitempty"`
@@ -162,6 +166,9 @@ func (p *ModelProvider) Validate() error {
 	}
 	if err := p.Limits.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
+	}
+	if err := p.Pricing.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("model provider %s: pricing: %w", p.ID, err))
 	}
 	if p.FallbackPriority < 0 {
 		errs = append(errs, fmt.Errorf("model provider %s: fallback_priority is negative", p.ID))

@@ -46,7 +46,7 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 	for i, p := range c.Providers {
 		all = append(all, p.ID)
 		put(&ModelProvider{ID: p.ID, Name: p.ID, Type: p.Type, BaseURL: p.BaseURL,
-			CredentialsEnv: p.APIKeyEnv, Models: p.Models, FallbackPriority: i,
+			CredentialsEnv: p.APIKeyEnv, Models: p.Models, FallbackPriority: i, Limits: p.Limits, Pricing: p.Pricing,
 			Scope: Scope{Kind: ScopeOrg, ID: providerOrg}})
 	}
 	for i := range c.Guardrails {
@@ -80,7 +80,8 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 		}
 		vk := &VirtualKey{ID: k.ID, Name: name, Scope: scope, PrincipalID: k.PrincipalID, Hash: k.Hash,
 			DisplayPrefix: vkey.Prefix, Status: KeyActive,
-			Config: KeyConfig{ModelAliases: k.ModelAliases, ModelsAllowed: k.ModelsAllowed, Guardrails: k.Guardrails}}
+			Config: KeyConfig{ModelAliases: k.ModelAliases, ModelsAllowed: k.ModelsAllowed, Guardrails: k.Guardrails,
+				RateLimits: k.RateLimits, PolicyRules: k.PolicyRules, CacheMode: k.CacheMode, DefaultMaxTokens: k.DefaultMaxTokens}}
 		if len(chain) > 0 {
 			rp := &RoutingPolicy{ID: "rp_" + k.ID[len("vk_"):], Name: name + " chain", Scope: scope,
 				Strategy: StrategyOrdered, Providers: chain}
@@ -92,6 +93,9 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 	for i := range c.Projects {
 		put(&c.Projects[i]) // after the keys' own: the full document wins
 	}
-	s.Version = "static-" + strconv.Itoa(len(c.Keys)) + "-" + strconv.Itoa(len(c.Providers)) + "-" + strconv.Itoa(len(c.Guardrails)) + "-" + strconv.Itoa(len(c.Projects))
+	for i := range c.Budgets {
+		put(&c.Budgets[i])
+	}
+	s.Version = "static-" + strconv.Itoa(len(c.Keys)) + "-" + strconv.Itoa(len(c.Providers)) + "-" + strconv.Itoa(len(c.Guardrails)) + "-" + strconv.Itoa(len(c.Projects)) + "-" + strconv.Itoa(len(c.Budgets))
 	return s, firstErr
 }

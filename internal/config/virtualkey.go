@@ -166,6 +166,9 @@ type KeyConfig struct {
 	CacheMode        CacheMode        `json:"cache_mode,omitempty"`
 	Guardrails       []string         `json:"guardrails,omitempty"`
 	RateLimits       RateLimits       `json:"rate_limits,omitzero"`
+	// DefaultMaxTokens is the output a request without max_tokens is assumed to reach when
+	// its worst-case cost is reserved against budgets; 0 means the gateway's default.
+	DefaultMaxTokens int64 `json:"default_max_tokens,omitempty"`
 }
 
 // Validate reports every problem with c, compiling every regular expression.
@@ -220,6 +223,9 @@ func (c *KeyConfig) Validate() error {
 	}
 	if err := c.RateLimits.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.DefaultMaxTokens < 0 {
+		errs = append(errs, errors.New("default_max_tokens is negative"))
 	}
 	return errors.Join(errs...)
 }

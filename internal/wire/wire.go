@@ -130,6 +130,14 @@ const (
 	// HeaderTraceID and HeaderSpanID name the request's trace and its gateway span.
 	HeaderTraceID = "x-sluice-trace-id"
 	HeaderSpanID  = "x-sluice-span-id"
+	// HeaderCache is the client's prompt-cache mode (respect, force or disable) on a
+	// request, and the mode that applied on its response.
+	HeaderCache = "x-sluice-cache"
+	// HeaderBudgetWarning names each budget at 80 % or more of its limit: "SCOPE:id:pct",
+	// comma-separated.
+	HeaderBudgetWarning = "x-sluice-budget-warning"
+	// HeaderRateLimit names the limit a 429 rate_limited hit: "SCOPE:id rpm=60".
+	HeaderRateLimit = "x-sluice-rate-limit"
 	// HeaderPrefix is the prefix of every header only Sluice may set; extproc strips
 	// client-sent copies.
 	HeaderPrefix = "x-sluice-"
