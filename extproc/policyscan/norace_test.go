@@ -1,0 +1,5 @@
+//go:build !race
+
+package policyscan
+
+const raceEnabled = false
