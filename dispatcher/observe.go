@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/logging"
 	"github.com/sluice-gateway/sluice/internal/metrics"
+	"github.com/sluice-gateway/sluice/internal/money"
 	"github.com/sluice-gateway/sluice/internal/telemetry"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
@@ -40,15 +41,21 @@ type observation struct {
 	// envoySpan is Envoy's span for the request, when Envoy traces; spans name it.
 	envoySpan string
 
-	attempts   int
-	failed     int
-	provider   time.Duration // spent waiting on providers, every attempt
-	served     *attempt.Result
-	servedBy   string
-	servedWith string // the model name the serving provider was sent
-	status     int    // what the client got
-	errCode    string
-	respBody   *captureWriter
+	attempts       int
+	failed         int
+	provider       time.Duration // spent waiting on providers, every attempt
+	served         *attempt.Result
+	servedProvider *attempt.Provider
+	servedBy       string
+	servedWith     string // the model name the serving provider was sent
+	status         int    // what the client got
+	errCode        string
+	respBody       *captureWriter
+
+	// What the request cost (set by settle): priced is false when the model has no price,
+	// estimated when the provider's usage was unknown and the reserved worst case stood.
+	cost              money.NanoUSD
+	priced, estimated bool
 }
 
 func (s *Server) observe(ctx context.Context, w http.ResponseWriter, c *ctxtoken.Claims, path string) (*observation, http.ResponseWriter) {
@@ -139,7 +146,7 @@ func (o *observation) endAttempt(sp trace.Span, req *attempt.Request, start time
 		sp.SetAttributes(attribute.Int("http.response.status_code", res.Status))
 	}
 	if res.Committed {
-		o.served, o.servedBy, o.servedWith = res, req.Provider.ID, req.Model
+		o.served, o.servedProvider, o.servedBy, o.servedWith = res, req.Provider, req.Provider.ID, req.Model
 		setUsage(sp, res)
 		if res.Status >= 400 {
 			sp.SetStatus(codes.Error, strconv.Itoa(res.Status))
@@ -204,6 +211,19 @@ func (o *observation) finish() {
 			ttft = r.FirstByte.Sub(o.start)
 		}
 	}
+	if o.priced {
+		sp.SetAttributes(attribute.Float64("sluice.cost_usd", float64(o.cost)/float64(money.NanoPerUSD)),
+			attribute.Int64("sluice.cost_nano_usd", int64(o.cost)))
+		if o.estimated {
+			sp.SetAttributes(attribute.Bool("sluice.cost_estimated", true))
+		}
+	}
+	if c.CacheMode != "" {
+		sp.SetAttributes(attribute.String("sluice.cache_mode", c.CacheMode))
+	}
+	if c.BudgetWarning != "" {
+		sp.SetAttributes(attribute.String("sluice.budget.warning", c.BudgetWarning))
+	}
 	if o.errCode != "" {
 		sp.SetAttributes(attribute.String("error.type", o.errCode))
 	}
@@ -225,6 +245,9 @@ func (o *observation) finish() {
 	if o.served != nil {
 		m.Tokens(labels.Tenant(), o.servedBy, model, uncached, usage.OutputTokens, usage.CacheReadTokens, usage.CacheCreationTokens)
 	}
+	if o.priced {
+		m.Cost(labels.Tenant(), int64(o.cost))
+	}
 	if l := o.s.cfg.AccessLog; l != nil {
 		sc := sp.SpanContext()
 		logging.AccessLog(l, logging.AccessRecord{RequestID: c.RequestID, TraceID: sc.TraceID().String(), SpanID: sc.SpanID().String(),
@@ -233,6 +256,7 @@ func (o *observation) finish() {
 			Model: model, Provider: o.servedBy, FallbackCount: o.failed,
 			InputTokens: uncached, OutputTokens: usage.OutputTokens,
 			CacheReadTokens: usage.CacheReadTokens, CacheCreationTokens: usage.CacheCreationTokens,
+			CostNanoUSD: int64(o.cost), CacheMode: c.CacheMode, BudgetWarning: c.BudgetWarning,
 			Duration: total, ProviderDuration: o.provider, TimeToFirstToken: ttft, Stream: c.Stream})
 	}
 }

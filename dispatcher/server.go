@@ -23,8 +23,10 @@ import (
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/apierror"
 	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/counters"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/metrics"
+	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/reqid"
 	"github.com/sluice-gateway/sluice/internal/secretbox"
 	"github.com/sluice-gateway/sluice/internal/wire"
@@ -62,6 +64,15 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// AccessLog, when set, gets one line per request.
 	AccessLog *slog.Logger
+	// Counters holds budget spend and rate-limit windows: the dispatcher settles what
+	// extproc reserved, and reserves providers' own limits per attempt. Nil: a provider
+	// with limits meets the failure mode below, and holds cannot be settled (they expire).
+	Counters counters.Store
+	// CountersFailOpen tries providers without checking their limits while the counter
+	// store cannot answer; false (the default) refuses with 503.
+	CountersFailOpen bool
+	// Prices is the price table costs are computed from; nil means the bundled one.
+	Prices *pricing.Table
 }
 
 // Server is the dispatcher's http.Handler. Safe for concurrent use.
@@ -85,6 +96,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Passthrough == nil {
 		cfg.Passthrough = NewPassthrough(PassthroughConfig{})
+	}
+	if cfg.Prices == nil {
+		cfg.Prices = pricing.Bundled()
 	}
 	s := &Server{cfg: cfg}
 	empty := map[string]*attempt.Provider{}
@@ -128,7 +142,8 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 		if base == "" {
 			base = config.DefaultBaseURL(p.Type)
 		}
-		next[id] = &attempt.Provider{ID: id, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key}
+		next[id] = &attempt.Provider{ID: id, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key,
+			Limits: p.Limits, Prices: p.Pricing}
 	}
 	s.providers.Store(&next)
 	capture := map[string]bool{}
@@ -209,6 +224,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	endpoint := wire.ParseEndpoint(claims.Endpoint)
 	obs, w := s.observe(r.Context(), w, claims, endpoint.Path())
 	defer obs.finish()
+	defer s.settle(obs) // before finish: the span and the access log carry the cost
 	if route, ok := wire.Lookup(r.URL.Path, format == wire.Anthropic); !ok || route.Endpoint != endpoint {
 		obs.fail(w, apierror.ErrNotFound, format)
 		return
@@ -231,6 +247,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			header.Del(strings.TrimSpace(name))
 		}
 	}
+	body = applyCacheMode(w, claims.CacheMode, format, body)
+	if claims.BudgetWarning != "" {
+		w.Header().Set(wire.HeaderBudgetWarning, claims.BudgetWarning)
+	}
 	req := attempt.Request{
 		RequestID: claims.RequestID, ClientFormat: format, Endpoint: endpoint, Stream: claims.Stream,
 		Body: body, Header: header, RawQuery: r.URL.RawQuery,
@@ -244,6 +264,7 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 	ctx := obs.ctx
 	providers := *s.providers.Load()
 	var last *attempt.Result
+	var limited *providerLimited // the soonest-free provider skipped for its rate limits
 	failed := 0
 	for i, a := range chain {
 		p := providers[a.Provider]
@@ -259,10 +280,22 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 				return
 			}
 		}
+		hold, lim, herr := s.reserveProvider(ctx, req, p)
+		if herr != nil {
+			obs.fail(w, herr, req.ClientFormat)
+			return
+		}
+		if lim != nil {
+			if limited == nil || lim.retryAfter < limited.retryAfter {
+				limited = lim
+			}
+			continue
+		}
 		w.Header().Set(wire.HeaderFallbackCount, strconv.Itoa(failed))
 		span, start := obs.beginAttempt(req), time.Now()
 		res := lane.Do(ctx, req, w)
 		obs.endAttempt(span, req, start, &res)
+		s.settleProvider(ctx, req, hold, &res)
 		if res.Committed {
 			obs.status = res.Status
 			return
@@ -280,6 +313,10 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 		if i < len(chain)-1 { // a fallback only when another provider follows
 			s.cfg.Metrics.Fallback(p.ID, fallbackReason(&res))
 		}
+	}
+	if (last == nil || last.Status == 0) && limited != nil {
+		s.rateLimited(obs, w, req, limited)
+		return
 	}
 	if last == nil || last.Status == 0 {
 		obs.fail(w, errUpstream, req.ClientFormat)

@@ -122,7 +122,7 @@ func TestBodyToken(t *testing.T) {
 			c := mustToken(t, f, sent[1])
 			want := ctxtoken.Claims{
 				RequestID: id, KeyID: tt.key, Model: gjson.Get(tt.body, "model").Str,
-				Format: tt.format, Endpoint: tt.endpoint, Stream: tt.stream, Chain: tt.chain,
+				Format: tt.format, Endpoint: tt.endpoint, Stream: tt.stream, Chain: tt.chain, CacheMode: "respect",
 			}
 			if tt.key == "vk_main" {
 				want.OrgID, want.TeamID, want.ProjectID, want.PrincipalID = "org1", "team1", "proj1", "alice"

@@ -12,6 +12,7 @@ import (
 	"github.com/sluice-gateway/sluice/extproc/guardrail"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 )
 
@@ -21,6 +22,8 @@ type compiled struct {
 	// keys maps every accepted secret hash to its key: the current one, and during a
 	// rotation's grace the previous one.
 	keys map[vkey.Digest]*keyRef
+	// providers holds every dispatchable provider, for prices.
+	providers map[string]*providerEntry
 }
 
 // keyRef is one accepted hash of a key.
@@ -32,7 +35,9 @@ type keyRef struct {
 
 type providerEntry struct {
 	id     string
-	models []string // empty: serves any model
+	typ    string            // config.ProviderType
+	models []string          // empty: serves any model
+	prices pricing.Overrides // the provider's own prices, over the bundled table
 }
 
 // serves reports whether the provider serves model.
@@ -55,6 +60,14 @@ type keyEntry struct {
 	modelsOpenAI    []byte
 	modelsAnthropic []byte
 	guards          *keyGuards // nil: the key runs no guardrail
+
+	// Governance.
+	policy    *keyPolicy // nil: no tool, MCP or URL rules
+	policyErr error      // the rules did not compile: requests are refused until fixed
+	budgets   []budgetRule
+	limits    config.RateLimits
+	cacheMode config.CacheMode
+	maxTokens int64 // assumed output without max_tokens; 0: pricing.DefaultMaxTokens
 }
 
 // compile builds the hot path's view of a snapshot. A key or provider that does not decode
@@ -65,10 +78,11 @@ func compile(snap *config.Snapshot, gopts guardrail.Options) (*compiled, error) 
 	providers := make(map[string]*providerEntry, len(r.Providers))
 	for id, p := range r.Providers {
 		if p.Type.Dispatchable() {
-			providers[id] = &providerEntry{id: id, models: p.Models}
+			providers[id] = &providerEntry{id: id, typ: string(p.Type), models: p.Models, prices: p.Pricing}
 		}
 	}
-	out := &compiled{keys: make(map[vkey.Digest]*keyRef, len(r.Keys))}
+	budgets := budgetIndex(r)
+	out := &compiled{keys: make(map[vkey.Digest]*keyRef, len(r.Keys)), providers: providers}
 	var errs []error
 	if decodeErr != nil {
 		errs = append(errs, decodeErr)
@@ -93,6 +107,11 @@ func compile(snap *config.Snapshot, gopts guardrail.Options) (*compiled, error) 
 			errs = append(errs, fmt.Errorf("virtual key %s: refused until fixed: %w", k.ID, e.guards.err))
 		}
 		e.chain = keyChain(r, k, providers)
+		e.budgets, e.limits = budgetsFor(budgets, e), k.Config.RateLimits
+		e.cacheMode, e.maxTokens = k.Config.CacheMode, k.Config.DefaultMaxTokens
+		if e.policy, e.policyErr = compilePolicy(k.Config.PolicyRules); e.policyErr != nil {
+			errs = append(errs, fmt.Errorf("virtual key %s: refused until fixed: policy_rules: %w", k.ID, e.policyErr))
+		}
 		e.modelsOpenAI, e.modelsAnthropic = renderModels(e.listModels())
 		out.keys[d] = &keyRef{key: e}
 		if k.PreviousHash != "" && k.PreviousHashValidUntil != nil {

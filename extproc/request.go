@@ -41,6 +41,11 @@ type request struct {
 	dispatched bool
 	blockedBy  string // the guardrail that blocked the request, if one did
 
+	// Governance.
+	cacheHeader  string // the client's X-Sluice-Cache, when it sent one
+	hasCache     bool
+	extraHeaders [][2]string // more headers on a response extproc answers itself
+
 	// Response inspection, for keys with response or stream guardrails only.
 	bufferResponse bool              // the JSON answer is buffered for response guardrails
 	rewriter       *content.Rewriter // the SSE answer is re-framed through stream guardrails
@@ -76,6 +81,9 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 			if n, err := strconv.ParseInt(headerValue(hv), 10, 64); err == nil {
 				contentLength = n
 			}
+		case k == wire.HeaderCache:
+			r.cacheHeader, r.hasCache = headerValue(hv), true
+			r.strip = append(r.strip, k)
 		case k == wire.HeaderRequestID:
 			// Overwritten below, never removed: Envoy's order of removes and sets within one
 			// mutation is not something to depend on.
@@ -190,12 +198,23 @@ func (r *request) onBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 		e.Param = "model"
 		return r.reject(e)
 	}
+	if r.key.policyErr != nil {
+		r.srv.cfg.Logger.Error("extproc: policy config", "request_id", r.id, "key_id", r.key.id, "err", r.key.policyErr)
+		return r.reject(errPolicyConfig)
+	}
+	if e := r.checkPolicy(body); e != nil {
+		return r.reject(e)
+	}
+	cacheMode, cerr := r.cacheMode(r.cacheHeader, r.hasCache)
+	if cerr != nil {
+		return r.reject(cerr)
+	}
 	claims := &ctxtoken.Claims{
 		RequestID: r.id, KeyID: r.key.id, OrgID: r.key.org, TeamID: r.key.team,
 		ProjectID: r.key.project, PrincipalID: r.key.principal,
 		Model: model, Format: r.route.Format.String(), Endpoint: r.route.Endpoint.String(),
 		Stream: stream.Type == gjson.True, Chain: chain, Trace: r.trace.claims(),
-		Inspected: r.key.guards.inspectsResponses(),
+		Inspected: r.key.guards.inspectsResponses(), CacheMode: string(cacheMode),
 	}
 	if r.key.guards != nil && r.key.guards.err != nil {
 		r.srv.cfg.Logger.Error("extproc: guardrail config", "request_id", r.id, "key_id", r.key.id, "err", r.key.guards.err)
@@ -206,8 +225,19 @@ func (r *request) onBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if gerr != nil {
 		return r.reject(gerr)
 	}
+	// Spend is reserved last, once nothing else can refuse the request.
+	admitted := body
+	if redacted != nil {
+		admitted = redacted
+	}
+	hold, warning, aerr := r.admit(admitted, chain)
+	if aerr != nil {
+		return r.reject(aerr)
+	}
+	claims.Hold, claims.BudgetWarning = hold, warning
 	tok, err := r.srv.cfg.Signer.Sign(claims)
 	if err != nil {
+		r.release(hold)
 		return r.reject(apierror.As(err))
 	}
 	r.dispatched = true
@@ -257,6 +287,9 @@ func (r *request) immediate(code int, body []byte, details string) *extprocv3.Pr
 func (r *request) responseHeaders() []*corev3.HeaderValueOption {
 	hs := []*corev3.HeaderValueOption{setHeader("content-type", "application/json"), setHeader(wire.HeaderRequestID, r.id)}
 	for _, h := range r.traceHeaders() {
+		hs = append(hs, setHeader(h[0], h[1]))
+	}
+	for _, h := range r.extraHeaders {
 		hs = append(hs, setHeader(h[0], h[1]))
 	}
 	return hs

@@ -24,8 +24,10 @@ import (
 
 	"github.com/sluice-gateway/sluice/extproc/guardrail"
 	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/counters"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/metrics"
+	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 )
 
@@ -52,6 +54,15 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// AccessLog, when set, gets one line per request extproc answers itself.
 	AccessLog *slog.Logger
+	// Counters holds budget spend and rate-limit windows. Nil: a key under a budget or a
+	// rate limit meets the failure mode below.
+	Counters counters.Store
+	// CountersFailOpen admits requests without budgets and rate limits while the counter
+	// store cannot answer; false (the default) refuses them with 503.
+	CountersFailOpen bool
+	// Prices is the price table worst-case costs are reserved from; nil means the bundled
+	// one.
+	Prices *pricing.Table
 }
 
 // SetResolver sets the resolver asked for a key this replica has not seen (one created
@@ -78,6 +89,8 @@ type Server struct {
 	resolver   KeyResolver
 	lookups    chan struct{} // semaphore: on-demand lookups in flight
 	lookupWarn everySecond
+	storeWarn  everySecond
+	prices     *pricing.Table
 	guardOpts  guardrail.Options // shared by every compiled guardrail: one webhook client
 }
 
@@ -95,7 +108,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, misses: newMissCache(4096, time.Second), lookups: make(chan struct{}, maxLookups),
+	if cfg.Prices == nil {
+		cfg.Prices = pricing.Bundled()
+	}
+	s := &Server{cfg: cfg, prices: cfg.Prices, misses: newMissCache(4096, time.Second), lookups: make(chan struct{}, maxLookups),
 		guardOpts: guardrail.Options{Client: cfg.WebhookClient, Logger: cfg.Logger.With("component", "guardrail")}}
 	s.state.Store(&compiled{})
 	return s, nil

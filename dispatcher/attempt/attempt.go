@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -17,6 +18,10 @@ type Provider struct {
 	Type    config.ProviderType
 	BaseURL string // scheme://host[:port][/prefix], without a trailing slash or "/v1"
 	APIKey  string // secret: never log or render
+	// Limits caps the traffic sent to the provider across every key.
+	Limits config.RateLimits
+	// Prices overrides the bundled price table for this provider.
+	Prices pricing.Overrides
 }
 
 // Request is one attempt at one provider. Every field is read-only for the lane: retries

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sluice-gateway/sluice/internal/counters"
 )
 
 // TTL is how long a token is valid. Envoy forwards the request to the dispatcher right after
@@ -45,7 +47,20 @@ type Claims struct {
 	// Inspected: response or stream guardrails inspect the answer after the dispatcher, so
 	// what the dispatcher sees is not what the client gets and must not be recorded.
 	Inspected bool `json:"insp,omitempty"`
+	// CacheMode is the prompt-cache mode that applies: respect, force or disable.
+	CacheMode string `json:"cache,omitempty"`
+	// BudgetWarning is what X-Sluice-Budget-Warning tells the client ("" for nothing).
+	BudgetWarning string `json:"bw,omitempty"`
+	// Hold is what admission reserved against budgets and rate limits, for the dispatcher
+	// to settle with the real figures; nil when nothing was reserved.
+	Hold *Hold `json:"hold,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// Hold names a reservation in the counter store.
+type Hold struct {
+	Slot     string             `json:"s"`
+	Counters []counters.Counter `json:"c"`
 }
 
 // Trace locates a request in its trace; ids are lower-case hex.

@@ -179,6 +179,7 @@ func newGateway() (*gateway, error) {
 		addKey(name, func(k *config.Key) { k.Guardrails = ids })
 	}
 	addKey("metrics-probe", func(k *config.Key) { k.ModelsAllowed = []string{"gpt-4o-mini"} })
+	governedKeys(addKey)
 	cfg.Projects = tenantProjects(g.otlpA.GRPCURL(), g.otlpB.HTTPURL())
 	for _, p := range cfg.Projects {
 		addKey("tenant-"+p.ID, func(k *config.Key) { k.ProjectID, k.TeamID = p.ID, "" })

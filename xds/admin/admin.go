@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/counters"
 	"github.com/sluice-gateway/sluice/internal/secretbox"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 	"github.com/sluice-gateway/sluice/xds/store"
@@ -55,6 +56,9 @@ type Config struct {
 	Now        func() time.Time // default: time.Now
 	// RotationGrace is the default time a rotated-out secret keeps working (24h).
 	RotationGrace time.Duration
+	// Counters is the gateway's counter store, read by GET /v1/budgets/{id}/usage; nil
+	// answers that endpoint with 501.
+	Counters counters.Store
 }
 
 // Server is the admin API, an http.Handler.
@@ -66,6 +70,7 @@ type Server struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	grace    time.Duration
+	counters counters.Store
 	mux      *http.ServeMux
 }
 
@@ -92,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{store: cfg.Store, keyring: cfg.Keyring, hasher: cfg.Hasher,
 		adminSum: sha256.Sum256([]byte(cfg.AdminToken)), logger: cfg.Logger, now: cfg.Now,
-		grace: cfg.RotationGrace, mux: http.NewServeMux()}
+		grace: cfg.RotationGrace, counters: cfg.Counters, mux: http.NewServeMux()}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -119,6 +124,7 @@ func (s *Server) routes() {
 		s.handle("POST /v1/virtual-keys/{id}/"+a.name, permVirtualKeys, verbUpdate,
 			func(w http.ResponseWriter, r *http.Request) error { return s.keyAction(w, r, a) })
 	}
+	s.handle("GET /v1/budgets/{id}/usage", permBudgets, verbRead, s.budgetUsage)
 	s.handle("POST /v1/model-providers/rewrap", permModelProviders, verbUpdate, s.rewrapProviders)
 	s.handle("POST /v1/api-tokens", permAPITokens, verbCreate, s.createToken)
 	s.handle("GET /v1/api-tokens", permAPITokens, verbRead, s.listTokens)

@@ -69,7 +69,9 @@ var providersNoun = &noun{name: "model-providers", summary: "upstream accounts; 
 		{flag: "base-url", json: "base_url", usage: "base URL (required for openai-compatible and azure)"},
 		{flag: "models", json: "models", kind: fList, usage: "comma-separated models it serves"},
 		{flag: "fallback-priority", json: "fallback_priority", kind: fInt, usage: "order among the scope's providers, lower first"},
-		{flag: "provider-config-json", json: "provider_config", kind: fObject, usage: "type-specific settings as JSON (region, deployments, api_version)"}},
+		{flag: "provider-config-json", json: "provider_config", kind: fObject, usage: "type-specific settings as JSON (region, deployments, api_version)"},
+		{flag: "limits-json", json: "limits", kind: fObject, usage: `rate limits across every key: {"rpm":600,"tpm":200000,"rpd":0}`},
+		{flag: "pricing-json", json: "pricing", kind: fObject, usage: `prices over the bundled table, USD per million tokens: {"my-model*":{"input":"0.5","output":"1.5"}}`}},
 	columns: []column{{"ID", "id"}, {"NAME", "name"}, {"TYPE", "type"}, {"SCOPE", "scope"}, {"BASE URL", "base_url"},
 		{"MODELS", "models"}, {"PRIORITY", "fallback_priority"}, {"CREDENTIALS", "has_credentials"}},
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-gateway/sluice/dispatcher/translate"
 	"github.com/sluice-gateway/sluice/extproc"
 	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/counters"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/fleet"
 	"github.com/sluice-gateway/sluice/internal/metrics"
@@ -92,11 +93,12 @@ type controlPlaneOptions struct {
 	adminToken  string
 	fleetToken  string
 	metrics     *metrics.Metrics // served on the admin listener's /metrics
+	counters    counters.Store   // what budgets have spent, for the admin API; may be nil
 }
 
 func startControlPlane(ctx context.Context, g *group, logger *slog.Logger, cancel context.CancelFunc, o controlPlaneOptions) (*controlPlane, error) {
 	adm, err := admin.New(admin.Config{Store: o.store, Keyring: o.keyring, Hasher: o.hasher,
-		AdminToken: o.adminToken, Logger: logger.With("component", "admin")})
+		AdminToken: o.adminToken, Logger: logger.With("component", "admin"), Counters: o.counters})
 	if err != nil {
 		return nil, err
 	}
@@ -201,12 +203,15 @@ type extprocOptions struct {
 	signer       *ctxtoken.Signer
 	source       source
 	obs          *observability
+	counters     counters.Store // nil: keys under budgets or limits meet the failure mode
+	failOpen     bool
 }
 
 // startExtproc serves ext_proc and returns the fleet client (nil when static).
 func startExtproc(ctx context.Context, g *group, logger *slog.Logger, cancel context.CancelFunc, o extprocOptions) (*fleet.Client, error) {
 	ep, err := extproc.New(extproc.Config{Logger: logger.With("component", "extproc"), Signer: o.signer, Hasher: o.hasher,
-		Tracer: o.obs.tracer("sluice/extproc"), Metrics: o.obs.metrics, AccessLog: o.obs.accessLog})
+		Tracer: o.obs.tracer("sluice/extproc"), Metrics: o.obs.metrics, AccessLog: o.obs.accessLog,
+		Counters: o.counters, CountersFailOpen: o.failOpen})
 	if err != nil {
 		return nil, err
 	}
@@ -280,6 +285,8 @@ type dispatcherOptions struct {
 	providerEnv []string // the variables a provider's credentials_env may name
 	source      source
 	obs         *observability
+	counters    counters.Store // nil: holds cannot be settled; provider limits meet the failure mode
+	failOpen    bool
 }
 
 // startDispatcher serves the dispatcher and returns its address and fleet client.
@@ -294,7 +301,8 @@ func startDispatcher(ctx context.Context, g *group, logger *slog.Logger, cancel 
 	})
 	disp, err := dispatcher.New(dispatcher.Config{Logger: logger.With("component", "dispatcher"),
 		Verifier: o.verifier, Translator: tr, Keyring: o.keyring, Getenv: o.getenv, CredentialEnv: o.providerEnv,
-		Tracer: o.obs.tracer("sluice/dispatcher"), Metrics: o.obs.metrics, AccessLog: o.obs.accessLog})
+		Tracer: o.obs.tracer("sluice/dispatcher"), Metrics: o.obs.metrics, AccessLog: o.obs.accessLog,
+		Counters: o.counters, CountersFailOpen: o.failOpen})
 	if err != nil {
 		return "", nil, err
 	}

@@ -35,6 +35,7 @@ type serveFlags struct {
 	demo                                            bool
 	envoyConcurrency                                int
 	obs                                             obsFlags
+	counters                                        counterFlags
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -47,7 +48,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.xdsListen, "xds-listen", "127.0.0.1:0", "xDS (ADS) gRPC address Envoy is configured from")
 	fs.StringVar(&f.envoyAdmin, "envoy-admin", "", "Envoy admin address (default: a free loopback port)")
 	fs.StringVar(&f.stateDir, "state-dir", ".sluice", "persistent state: the config store, generated secrets, bootstrap snapshots")
-	fs.StringVar(&f.redisURL, "redis-url", os.Getenv("SLUICE_REDIS_URL"), "keep the config store in Redis instead of the state directory")
+	fs.StringVar(&f.redisURL, "redis-url", os.Getenv("SLUICE_REDIS_URL"), "keep the config store and the budget and rate-limit counters in Redis instead of the state directory (replicas share them)")
 	fs.StringVar(&f.configFile, "config", "", "serve a static config file (providers and hashed keys) instead of the control plane; needs the pepper")
 	fs.StringVar(&f.pepperFile, "pepper-file", "", "with --config: file holding the key-hashing pepper (default: $SLUICE_PEPPER)")
 	fs.StringVar(&f.providerEnv, "provider-env", defaultProviderEnv, "environment variables a provider's credentials_env may name")
@@ -55,6 +56,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&f.demo, "demo", false, "run a built-in fake provider and print a ready demo key")
 	f.obs.register(fs)
+	f.counters.register(fs)
 	fs.IntVar(&f.envoyConcurrency, "envoy-concurrency", 0, "Envoy worker threads (default: one per core)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -149,6 +151,16 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 		return os.Getenv(k)
 	}
 	providerEnv := splitList(f.providerEnv)
+	// Budget spend and rate-limit windows: shared by extproc (reserves), the dispatcher
+	// (settles) and the admin API (reads).
+	failOpen, err := f.counters.failOpen()
+	if err != nil {
+		return err
+	}
+	ctrs, err := openCounters(g, logger, f.redisURL, f.stateDir)
+	if err != nil {
+		return err
+	}
 	var (
 		src, srcDisp source
 		hasher       *vkey.Hasher
@@ -209,7 +221,8 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 		fleetToken := randomToken()
 		if cp, err = startControlPlane(ctx, g, logger, cancel, controlPlaneOptions{store: st,
 			adminListen: f.adminListen, fleetListen: "unix:" + filepath.Join(runDir, "fleet.sock"),
-			hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetToken, metrics: obs.metrics}); err != nil {
+			hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetToken, metrics: obs.metrics,
+			counters: ctrs}); err != nil {
 			return err
 		}
 		src = source{fleetAddr: cp.fleetAddr, fleetToken: fleetToken, nodeID: "serve-extproc",
@@ -230,12 +243,14 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 	}
 
 	sock := "unix:" + filepath.Join(runDir, "extproc.sock")
-	epClient, err := startExtproc(ctx, g, logger, cancel, extprocOptions{listen: sock, hasher: hasher, signer: signer, source: src, obs: obs})
+	epClient, err := startExtproc(ctx, g, logger, cancel, extprocOptions{listen: sock, hasher: hasher, signer: signer, source: src, obs: obs,
+		counters: ctrs, failOpen: failOpen})
 	if err != nil {
 		return err
 	}
 	dispAddr, dClient, err := startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: f.dispatcherListen,
-		verifier: verifier, keyring: keyring, getenv: getenv, providerEnv: providerEnv, source: srcDisp, obs: obs})
+		verifier: verifier, keyring: keyring, getenv: getenv, providerEnv: providerEnv, source: srcDisp, obs: obs,
+		counters: ctrs, failOpen: failOpen})
 	if err != nil {
 		return err
 	}

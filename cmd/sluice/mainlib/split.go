@@ -5,12 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/sluice-gateway/sluice/internal/metrics"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 
+	"github.com/sluice-gateway/sluice/internal/counters"
+	"github.com/sluice-gateway/sluice/internal/metrics"
 	"github.com/sluice-gateway/sluice/xds"
 )
 
@@ -119,10 +120,17 @@ func runXDS(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("config store: %w", err)
 		}
 		g.onStop(func() { _ = st.Close() }) // after the admin API and the fleet push have stopped
+		// The gateway counts budgets in the same Redis: the admin API reads what they spent.
+		var ctrs counters.Store
+		if redisURL != "" {
+			if ctrs, err = openCounters(g, logger, redisURL, ""); err != nil {
+				return err
+			}
+		}
 		// Metrics on the admin listener (/metrics, unauthenticated like the probes).
 		if _, err := startControlPlane(ctx, g, logger, cancel, controlPlaneOptions{store: st, adminListen: adminListen,
 			fleetListen: fleetListen, hasher: hasher, keyring: keyring, adminToken: adminTk, fleetToken: fleetTk,
-			metrics: metrics.New()}); err != nil {
+			metrics: metrics.New(), counters: ctrs}); err != nil {
 			return err
 		}
 		xs := xds.NewServer(logger.With("component", "xds"))
@@ -152,11 +160,14 @@ func fleetSource(addr, stateDir, name string) (source, error) {
 func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
 	var of obsFlags
-	var listenAddr, healthAddr, xdsAddr string
+	var cf counterFlags
+	var listenAddr, healthAddr, xdsAddr, redisURL string
 	fs := flag.NewFlagSet("extproc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
 	of.register(fs)
+	cf.register(fs)
+	fs.StringVar(&redisURL, "redis-url", os.Getenv("SLUICE_REDIS_URL"), redisCountersUsage)
 	fs.StringVar(&listenAddr, "listen", "unix:/var/run/sluice/extproc.sock", "ext_proc gRPC address (unix:/path or host:port)")
 	fs.StringVar(&healthAddr, "health-listen", "", "HTTP /healthz and /readyz for probes (e.g. :9003); gRPC health is always on the ext_proc address")
 	fs.StringVar(&xdsAddr, "xds", "127.0.0.1:9001", "the control plane's fleet address")
@@ -180,8 +191,12 @@ func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
+		ctrs, failOpen, err := splitCounters(g, logger, cf, redisURL)
+		if err != nil {
+			return err
+		}
 		_, err = startExtproc(ctx, g, logger, cancel, extprocOptions{listen: listenAddr, healthListen: healthAddr,
-			hasher: hasher, signer: signer, source: src, obs: obs})
+			hasher: hasher, signer: signer, source: src, obs: obs, counters: ctrs, failOpen: failOpen})
 		return err
 	})
 }
@@ -189,11 +204,14 @@ func runExtproc(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c commonFlags
 	var of obsFlags
-	var listenAddr, xdsAddr, providerEnv string
+	var cf counterFlags
+	var listenAddr, xdsAddr, providerEnv, redisURL string
 	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
 	of.register(fs)
+	cf.register(fs)
+	fs.StringVar(&redisURL, "redis-url", os.Getenv("SLUICE_REDIS_URL"), redisCountersUsage)
 	fs.StringVar(&providerEnv, "provider-env", defaultProviderEnv, "environment variables a provider's credentials_env may name")
 	fs.StringVar(&listenAddr, "listen", "127.0.0.1:9100", "dispatcher HTTP address (only Envoy may reach it)")
 	fs.StringVar(&xdsAddr, "xds", "127.0.0.1:9001", "the control plane's fleet address")
@@ -217,8 +235,30 @@ func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if err != nil {
 			return err
 		}
+		ctrs, failOpen, err := splitCounters(g, logger, cf, redisURL)
+		if err != nil {
+			return err
+		}
 		_, _, err = startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: listenAddr, verifier: verifier,
-			keyring: keyring, getenv: os.Getenv, providerEnv: splitList(providerEnv), source: src, obs: obs})
+			keyring: keyring, getenv: os.Getenv, providerEnv: splitList(providerEnv), source: src, obs: obs,
+			counters: ctrs, failOpen: failOpen})
 		return err
 	})
+}
+
+const redisCountersUsage = "Redis holding budget spend and rate-limit windows, shared by every extproc and dispatcher replica; without it, keys under a budget or rate limit meet --counter-failure-mode"
+
+// splitCounters opens a split replica's counter store: Redis, shared by the fleet. A replica
+// has no local store: counting per replica would let each one spend the whole budget.
+func splitCounters(g *group, logger *slog.Logger, cf counterFlags, redisURL string) (counters.Store, bool, error) {
+	failOpen, err := cf.failOpen()
+	if err != nil {
+		return nil, false, err
+	}
+	if redisURL == "" {
+		logger.Warn("no --redis-url: budgets and rate limits cannot be counted; requests under them meet --counter-failure-mode", "mode", cf.failureMode)
+		return nil, failOpen, nil
+	}
+	st, err := openCounters(g, logger, redisURL, "")
+	return st, failOpen, err
 }

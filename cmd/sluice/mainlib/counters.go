@@ -1,0 +1,64 @@
+package mainlib
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/sluice-gateway/sluice/internal/counters"
+)
+
+// counterFlags choose where budget spend and rate-limit windows live.
+type counterFlags struct {
+	failureMode string
+}
+
+func (c *counterFlags) register(fs *flag.FlagSet) {
+	mode := os.Getenv("SLUICE_COUNTER_FAILURE_MODE")
+	if mode == "" {
+		mode = "closed"
+	}
+	fs.StringVar(&c.failureMode, "counter-failure-mode", mode,
+		"when the counter store (budgets, rate limits) cannot answer: closed refuses requests under a budget or limit with 503; open admits them unchecked")
+}
+
+func (c *counterFlags) failOpen() (bool, error) {
+	switch c.failureMode {
+	case "closed":
+		return false, nil
+	case "open":
+		return true, nil
+	}
+	return false, fmt.Errorf("--counter-failure-mode %q: want closed or open", c.failureMode)
+}
+
+// openCounters opens the counter store: Redis when redisURL is set (a fleet: every replica
+// counts in one place), else the in-process store persisted in stateDir (nothing when
+// stateDir is empty too). It closes with g.
+func openCounters(g *group, logger *slog.Logger, redisURL, stateDir string) (counters.Store, error) {
+	var st counters.Store
+	var err error
+	switch {
+	case redisURL != "":
+		st, err = counters.OpenRedis(redisURL, counters.Options{})
+	case stateDir != "":
+		if err := os.MkdirAll(stateDir, 0o700); err != nil {
+			return nil, err
+		}
+		st, err = counters.OpenMemory(filepath.Join(stateDir, "counters.journal"), counters.Options{})
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("counter store: %w", err)
+	}
+	g.onStop(func() {
+		if err := st.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			logger.Warn("closing the counter store", "err", err)
+		}
+	})
+	return st, nil
+}

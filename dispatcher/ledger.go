@@ -1,0 +1,202 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/dispatcher/cachectl"
+	"github.com/sluice-gateway/sluice/internal/apierror"
+	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/counters"
+	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/money"
+	"github.com/sluice-gateway/sluice/internal/pricing"
+	"github.com/sluice-gateway/sluice/internal/wire"
+)
+
+// The dispatcher's side of governance: it prices what a request really cost, settles the
+// hold extproc reserved with it (exactly once, keyed by the request id), and keeps each
+// provider's own rate limits per attempt.
+
+// settleTimeout bounds one settle; the response has already reached the client.
+const settleTimeout = 5 * time.Second
+
+// settle prices the served attempt and ends the request's hold with the real figures: the
+// provider's own usage, priced. An answer whose usage is unknown (the provider reported
+// none, or the stream was cut, or the client left) keeps what was reserved, its worst case:
+// spend is never recorded as $0 for tokens a provider may bill. A request no provider
+// answered is released: it cost nothing.
+func (s *Server) settle(o *observation) {
+	c := o.claims
+	res := o.served
+	usageKnown := res != nil && res.Err == nil && (res.Usage.InputTokens > 0 || res.Usage.OutputTokens > 0)
+	if usageKnown {
+		o.cost, o.priced = s.price(o.servedProvider, o.servedWith, res)
+	}
+	h := c.Hold
+	if h == nil {
+		return
+	}
+	store := s.cfg.Counters
+	if store == nil {
+		s.cfg.Logger.Debug("dispatcher: no counter store to settle a hold in", "request_id", c.RequestID)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(o.ctx), settleTimeout)
+	defer cancel()
+	var err error
+	switch {
+	case res == nil:
+		err = store.Release(ctx, h.Slot, c.RequestID, h.Counters)
+	case usageKnown:
+		u := res.Usage
+		err = store.Settle(ctx, h.Slot, c.RequestID, h.Counters, map[counters.Unit]int64{
+			counters.UnitNanoUSD: int64(o.cost), counters.UnitTokens: u.InputTokens + u.OutputTokens})
+	default:
+		// Every unit settles at what it reserved.
+		err = store.Settle(ctx, h.Slot, c.RequestID, h.Counters, nil)
+		for _, cn := range h.Counters {
+			if cn.Unit == counters.UnitNanoUSD {
+				o.cost, o.priced, o.estimated = money.NanoUSD(cn.Amount), true, true
+				break
+			}
+		}
+	}
+	if err != nil {
+		s.cfg.Metrics.CounterStoreError("settle")
+		s.cfg.Logger.Error("dispatcher: settling spend failed; the hold will expire unspent",
+			"request_id", c.RequestID, "err", err)
+	}
+}
+
+// price is what the attempt cost at its provider's prices: for the model it was sent, else
+// the model the provider says answered.
+func (s *Server) price(p *attempt.Provider, model string, res *attempt.Result) (money.NanoUSD, bool) {
+	if p == nil {
+		return 0, false
+	}
+	price, ok := pricing.Resolve(s.cfg.Prices, string(p.Type), p.Prices, model)
+	if !ok && res.ResponseModel != "" {
+		price, ok = pricing.Resolve(s.cfg.Prices, string(p.Type), p.Prices, res.ResponseModel)
+	}
+	if !ok {
+		return 0, false
+	}
+	u := res.Usage
+	return price.Cost(pricing.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+		CacheReadTokens: u.CacheReadTokens, CacheCreationTokens: u.CacheCreationTokens,
+		CacheCreation1hTokens: u.CacheCreation1hTokens, ReasoningTokens: u.ReasoningTokens}), true
+}
+
+// providerLimited is a provider skipped because one of its rate limits is full.
+type providerLimited struct {
+	provider   string
+	limit      string // "rpm"
+	value      int64
+	retryAfter time.Duration
+}
+
+var errCounterStore = apierror.New(http.StatusServiceUnavailable, "counter_store_unavailable",
+	"Rate limits cannot be checked right now; try again shortly.")
+
+// reserveProvider reserves one attempt against the provider's own rate limits. It returns
+// the hold to settle after the attempt (nil when the provider has no limits), or, when a
+// limit is full, why the provider is skipped.
+func (s *Server) reserveProvider(ctx context.Context, req *attempt.Request, p *attempt.Provider) (*ctxtoken.Hold, *providerLimited, *apierror.Error) {
+	lim := p.Limits
+	if lim.IsZero() {
+		return nil, nil, nil
+	}
+	var cs []counters.Counter
+	add := func(name string, w counters.Window, u counters.Unit, limit, amount int64) {
+		if limit > 0 {
+			cs = append(cs, counters.Counter{Key: "p:" + p.ID + ":" + name, Window: w, Unit: u, Limit: limit, Amount: amount, Block: true})
+		}
+	}
+	add("rpm", counters.WindowMinute, counters.UnitRequests, lim.RPM, 1)
+	add("rpd", counters.WindowDay, counters.UnitRequests, lim.RPD, 1)
+	add("tpm", counters.WindowMinute, counters.UnitTokens, lim.TPM,
+		pricing.EstimateTokens(int64(len(req.Body)))+pricing.MaxOutputTokens(req.Body, 0))
+	store := s.cfg.Counters
+	slot := "p:" + p.ID
+	var adm counters.Admission
+	err := errNoStore
+	if store != nil {
+		adm, err = store.Reserve(ctx, slot, attemptID(req, p), cs)
+	}
+	if err != nil {
+		s.cfg.Metrics.CounterStoreError("reserve")
+		if s.cfg.CountersFailOpen {
+			return nil, nil, nil
+		}
+		e := *errCounterStore
+		e.Cause = err
+		return nil, nil, &e
+	}
+	if !adm.OK {
+		c := cs[adm.Denied]
+		name := c.Key[len("p:"+p.ID+":"):]
+		s.cfg.Metrics.RateLimited(name)
+		return nil, &providerLimited{provider: p.ID, limit: name, value: c.Limit, retryAfter: adm.RetryAfter}, nil
+	}
+	return &ctxtoken.Hold{Slot: slot, Counters: adm.Counters}, nil, nil
+}
+
+var errNoStore = errors.New("no counter store is configured")
+
+// attemptID names one attempt's provider hold: the request id and the provider.
+func attemptID(req *attempt.Request, p *attempt.Provider) string { return req.RequestID + "." + p.ID }
+
+// settleProvider corrects a provider hold's tokens with the attempt's real usage; the
+// request stays counted either way, since the provider received it.
+func (s *Server) settleProvider(ctx context.Context, req *attempt.Request, h *ctxtoken.Hold, res *attempt.Result) {
+	if h == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	var actual map[counters.Unit]int64 // nil: the reserved estimate stands
+	switch {
+	case !res.Committed:
+		actual = map[counters.Unit]int64{counters.UnitTokens: 0}
+	case res.Err == nil && (res.Usage.InputTokens > 0 || res.Usage.OutputTokens > 0):
+		actual = map[counters.Unit]int64{counters.UnitTokens: res.Usage.InputTokens + res.Usage.OutputTokens}
+	}
+	if err := s.cfg.Counters.Settle(ctx, h.Slot, attemptID(req, req.Provider), h.Counters, actual); err != nil {
+		s.cfg.Metrics.CounterStoreError("settle")
+		s.cfg.Logger.Warn("dispatcher: settling a provider's rate limits failed", "request_id", req.RequestID, "err", err)
+	}
+}
+
+// rateLimited answers 429 when every provider of the chain was skipped for its rate limits.
+func (s *Server) rateLimited(o *observation, w http.ResponseWriter, req *attempt.Request, l *providerLimited) {
+	secs := max(int64((l.retryAfter+time.Second-1)/time.Second), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	w.Header().Set(wire.HeaderRateLimit, "PROVIDER:"+l.provider+" "+l.limit+"="+strconv.FormatInt(l.value, 10))
+	o.fail(w, apierror.New(http.StatusTooManyRequests, "rate_limited",
+		"Rate limit "+l.limit+"="+strconv.FormatInt(l.value, 10)+" of every provider for this model reached; retry after "+
+			strconv.FormatInt(secs, 10)+" s."), req.ClientFormat)
+}
+
+// applyCacheMode applies the request's prompt-cache mode to its body and says on the
+// response which mode applied. force adds breakpoints only to Anthropic-format requests,
+// the only format that has them.
+func applyCacheMode(w http.ResponseWriter, mode string, f wire.Format, body []byte) []byte {
+	if mode == "" {
+		return body
+	}
+	w.Header().Set(wire.HeaderCache, mode)
+	switch config.CacheMode(mode) {
+	case config.CacheDisable:
+		body, _ = cachectl.Strip(body)
+	case config.CacheForce:
+		if f == wire.Anthropic {
+			body, _ = cachectl.Force(body)
+		}
+	}
+	return body
+}

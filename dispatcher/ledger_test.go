@@ -1,0 +1,161 @@
+package dispatcher
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/counters"
+	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/pricing"
+	"github.com/sluice-gateway/sluice/internal/wire"
+)
+
+// governedServer is a dispatcher with a memory counter store on an injected clock, whose
+// providers are priced at $1/M input and $2/M output; oa2 allows 1 request a minute.
+func governedServer(t *testing.T, lane Lane) (*Server, counters.Store, *time.Time) {
+	t.Helper()
+	now := time.Date(2026, 11, 23, 10, 0, 20, 0, time.UTC)
+	st, err := counters.OpenMemory("", counters.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := newServer(t, lane, nil, "")
+	s.cfg.Counters = st
+	c := testConfig("http://provider.invalid")
+	price := pricing.Price{Input: config.NanoPerUSD, Output: 2 * config.NanoPerUSD}
+	for i := range c.Providers {
+		c.Providers[i].Pricing = pricing.Overrides{"*": price}
+	}
+	c.Providers[1].Limits = config.RateLimits{RPM: 1}
+	if err := s.Load(c); err != nil {
+		t.Fatal(err)
+	}
+	return s, st, &now
+}
+
+// hold reserves a budget of 1 USD as extproc would, for the claims' request id.
+func hold(t *testing.T, st counters.Store, c *ctxtoken.Claims, worst int64) {
+	t.Helper()
+	adm, err := st.Reserve(context.Background(), counters.OrgSlot("acme"), c.RequestID, []counters.Counter{
+		{Key: counters.BudgetKey("bg_1", counters.WindowTotal), Window: counters.WindowTotal, Unit: counters.UnitNanoUSD,
+			Limit: int64(config.NanoPerUSD), Amount: worst, Block: true}})
+	if err != nil || !adm.OK {
+		t.Fatalf("reserve: %v %+v", err, adm)
+	}
+	c.Hold = &ctxtoken.Hold{Slot: counters.OrgSlot("acme"), Counters: adm.Counters}
+}
+
+func spent(t *testing.T, st counters.Store) (int64, int64) {
+	t.Helper()
+	s, r, err := st.Usage(context.Background(), counters.OrgSlot("acme"), counters.Counter{
+		Key: counters.BudgetKey("bg_1", counters.WindowTotal), Window: counters.WindowTotal, Unit: counters.UnitNanoUSD}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, r
+}
+
+// usageStep answers 200 and reports usage, as a lane reads it from the provider.
+func usageStep(in, out int64, cut bool) step {
+	st := answer(200, `{"ok":true}`)
+	st.res.Usage = attempt.Usage{InputTokens: in, OutputTokens: out}
+	if cut {
+		st.res.Err = context.Canceled
+	}
+	return st
+}
+
+func TestSettleWithProviderUsage(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  int64
+	}{
+		{"priced usage", []step{usageStep(1000, 100, false)}, 1000*1000 + 100*2000},
+		{"usage unknown keeps the worst case", []step{usageStep(0, 0, false)}, 5_000_000},
+		{"a cut answer keeps the worst case", []step{usageStep(1000, 1, true)}, 5_000_000},
+		{"nobody answered: released", []step{fail(503, true, `{}`), fail(503, true, `{}`)}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Twice the script: the request is sent twice.
+			s, st, _ := governedServer(t, newLane(t, append(tc.steps, tc.steps...)...))
+			c := claims(wire.OpenAI, false, chain("oa:gpt-4o-mini", "oa:gpt-4o")...)
+			c.Chain = c.Chain[:len(tc.steps)]
+			hold(t, st, c, 5_000_000)
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, request(t, "/v1/chat/completions", `{"model":"m"}`, sign(t, testSignKey, c)))
+			if got, reserved := spent(t, st); got != tc.want || reserved != 0 {
+				t.Errorf("spent %d reserved %d, want %d and 0", got, reserved, tc.want)
+			}
+			// Settling again (a retried request id) changes nothing.
+			s.ServeHTTP(httptest.NewRecorder(), request(t, "/v1/chat/completions", `{"model":"m"}`, sign(t, testSignKey, c)))
+			if got, _ := spent(t, st); got != tc.want {
+				t.Errorf("a second settle moved spend to %d", got)
+			}
+		})
+	}
+}
+
+// A provider whose own rate limit is full is skipped like an open circuit; when every
+// provider is, the client gets 429 rate_limited naming the limit.
+func TestProviderRateLimit(t *testing.T) {
+	lane := newLane(t, answer(200, `{}`), answer(200, `{}`))
+	s, _, now := governedServer(t, lane)
+	send := func(id string, pm ...string) *httptest.ResponseRecorder {
+		c := claims(wire.OpenAI, false, chain(pm...)...)
+		c.RequestID = id
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, request(t, "/v1/chat/completions", `{"model":"m"}`, sign(t, testSignKey, c)))
+		return rec
+	}
+	if rec := send("r1", "oa2:m", "oa:m"); rec.Code != 200 {
+		t.Fatalf("first: %d %s", rec.Code, rec.Body)
+	}
+	// oa2's one request this minute is spent: the next goes to oa without a failed attempt.
+	rec := send("r2", "oa2:m", "oa:m")
+	if rec.Code != 200 || rec.Header().Get(wire.HeaderFallbackCount) != "0" {
+		t.Fatalf("second: %d, fallback count %q", rec.Code, rec.Header().Get(wire.HeaderFallbackCount))
+	}
+	if got := strings.Join(lane.providers(), ","); got != "oa2:m,oa:m" {
+		t.Errorf("attempts %s", got)
+	}
+	rec = send("r3", "oa2:m")
+	if rec.Code != http.StatusTooManyRequests || errorCode(t, wire.OpenAI, rec.Body.Bytes()) != "rate_limited" {
+		t.Fatalf("all limited: %d %s", rec.Code, rec.Body)
+	}
+	if ra := rec.Header().Get("Retry-After"); ra != "40" {
+		t.Errorf("Retry-After %q, want 40", ra)
+	}
+	if h := rec.Header().Get(wire.HeaderRateLimit); h != "PROVIDER:oa2 rpm=1" {
+		t.Errorf("%s = %q", wire.HeaderRateLimit, h)
+	}
+	*now = now.Add(40 * time.Second)
+	lane.steps = append(lane.steps, answer(200, `{}`))
+	if rec := send("r4", "oa2:m"); rec.Code != 200 {
+		t.Errorf("next minute: %d", rec.Code)
+	}
+}
+
+// The cache mode is applied to the body every attempt sends, and named on the response.
+func TestCacheModeApplied(t *testing.T) {
+	lane := newLane(t, answer(200, `{}`))
+	s := newServer(t, lane, nil, "")
+	c := claims(wire.Anthropic, false, chain("an:claude")...)
+	c.CacheMode = "disable"
+	rec := httptest.NewRecorder()
+	body := `{"model":"m","system":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}],"messages":[]}`
+	s.ServeHTTP(rec, request(t, "/v1/messages", body, sign(t, testSignKey, c)))
+	if rec.Header().Get(wire.HeaderCache) != "disable" {
+		t.Errorf("%s = %q", wire.HeaderCache, rec.Header().Get(wire.HeaderCache))
+	}
+	if got := lane.calls[0].Body; strings.Contains(got, "cache_control") {
+		t.Errorf("the provider got %s", got)
+	}
+}
