@@ -33,6 +33,7 @@ type keyPolicy struct {
 type budgetRule struct {
 	id     string
 	scope  string // "TEAM:eng"
+	kind   string // "team": the scope's kind, a metric label (never an id)
 	window counters.Window
 	limit  int64 // nano-USD
 	block  bool
@@ -67,7 +68,7 @@ func compilePolicy(rules config.PolicyRules) (*keyPolicy, error) {
 func budgetIndex(r *config.Resources) map[config.Scope][]budgetRule {
 	idx := make(map[config.Scope][]budgetRule, len(r.Budgets))
 	for _, b := range r.Budgets {
-		idx[b.Scope] = append(idx[b.Scope], budgetRule{id: b.ID, scope: b.Scope.String(),
+		idx[b.Scope] = append(idx[b.Scope], budgetRule{id: b.ID, scope: b.Scope.String(), kind: strings.ToLower(string(b.Scope.Kind)),
 			window: counters.Window(b.Window), limit: int64(b.LimitNanoUSD), block: b.OnBreach == config.BreachBlock})
 	}
 	return idx
@@ -202,7 +203,7 @@ func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, 
 		c := cs[adm.Denied]
 		if c.Unit == counters.UnitNanoUSD {
 			b := k.budgets[adm.Denied]
-			m.BudgetDenied(b.scope, string(b.window))
+			m.BudgetDenied(b.kind, string(b.window))
 			e := apierror.New(http.StatusPaymentRequired, "budget_exceeded",
 				"Budget "+b.id+" ("+b.scope+", "+string(b.window)+") is exhausted: limit $"+config.NanoUSD(b.limit).String()+".")
 			return nil, "", e
@@ -223,7 +224,7 @@ func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, 
 		}
 		if pct := adm.Committed[i] * 100 / b.limit; pct >= budgetWarnPercent {
 			warn = append(warn, b.scope+":"+strconv.FormatInt(pct, 10))
-			m.BudgetWarning(b.scope)
+			m.BudgetWarning(b.kind)
 		}
 	}
 	return &ctxtoken.Hold{Slot: counters.OrgSlot(k.org), Counters: adm.Counters}, strings.Join(warn, ", "), nil

@@ -132,6 +132,9 @@ func TestRateLimitRefusals(t *testing.T) {
 			t.Errorf("x-sluice-rate-limit = %q", h)
 		}
 	}
+	if n := sum(scrape(t, g), "sluice_rate_limit_denials_total", `limit="rpd"`); n < 2 {
+		t.Errorf("sluice_rate_limit_denials_total{limit=rpd} = %v, want at least the 2 refusals", n)
+	}
 }
 
 func TestCacheModes(t *testing.T) {

@@ -97,6 +97,13 @@ func TestTraces(t *testing.T) {
 	if gw.Attributes["sluice.fallback_count"] != int64(0) || gw.Attributes["sluice.virtual_key_id"] != g.keyIDs["tenant-proj-a"] {
 		t.Errorf("gateway span attributes = %v", gw.Attributes)
 	}
+	// Priced at the bundled gpt-4o-mini rates ($0.15, cached $0.075, output $0.60 per
+	// million): 11×150 + 5×75 + 7×600 nano-USD.
+	if gw.Attributes["sluice.cost_nano_usd"] != int64(6225) || gw.Attributes["sluice.cost_usd"] != 6.225e-06 ||
+		gw.Attributes["sluice.cache_mode"] != "respect" {
+		t.Errorf("gateway span cost %v (%v nano), cache mode %v", gw.Attributes["sluice.cost_usd"],
+			gw.Attributes["sluice.cost_nano_usd"], gw.Attributes["sluice.cache_mode"])
+	}
 	if c, _ := call.Attributes["sluice.request.content"].(string); !strings.Contains(c, marker) {
 		t.Errorf("project a captures content, but the attempt span has %q", c)
 	}
