@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/dispatcher/breaker"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/counters"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
@@ -158,4 +159,73 @@ func TestCacheModeApplied(t *testing.T) {
 	if got := lane.calls[0].Body; strings.Contains(got, "cache_control") {
 		t.Errorf("the provider got %s", got)
 	}
+}
+
+// Circuit breakers: failures open a provider's circuit, open circuits are skipped (not
+// counted as failed attempts), every provider open is 503 circuit_open, and after the
+// cooldown one probe closes it again. A 429's retry-after pauses the provider without
+// opening its circuit.
+func TestCircuitBreakers(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	lane := newLane(t)
+	s := newServer(t, lane, nil, "")
+	s.cfg.Now = func() time.Time { return now }
+	var changes []string
+	s.breakers = breakerSet(&now, &changes, s)
+	send := func(pm ...string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, request(t, "/v1/chat/completions", `{"model":"m"}`, sign(t, testSignKey, claims(wire.OpenAI, false, chain(pm...)...))))
+		return rec
+	}
+	// Two 503s from oa open its circuit (threshold 2).
+	lane.steps = []step{fail(503, true, `{}`), answer(200, `{}`), fail(503, true, `{}`), answer(200, `{}`)}
+	send("oa:m", "oa2:m")
+	send("oa:m", "oa2:m")
+	if got := strings.Join(changes, ","); got != "oa:closed>open" {
+		t.Fatalf("transitions %q", got)
+	}
+	// oa is skipped: oa2 answers, and no attempt failed.
+	lane.steps, lane.calls = []step{answer(200, `{}`)}, nil
+	rec := send("oa:m", "oa2:m")
+	if rec.Code != 200 || rec.Header().Get(wire.HeaderFallbackCount) != "0" || strings.Join(lane.providers(), ",") != "oa2:m" {
+		t.Fatalf("open circuit: %d, fallback %q, calls %v", rec.Code, rec.Header().Get(wire.HeaderFallbackCount), lane.providers())
+	}
+	// Only oa in the chain: 503 circuit_open, nothing attempted.
+	lane.calls = nil
+	rec = send("oa:m")
+	if rec.Code != http.StatusServiceUnavailable || errorCode(t, wire.OpenAI, rec.Body.Bytes()) != "circuit_open" || len(lane.calls) != 0 {
+		t.Fatalf("all open: %d %s, calls %v", rec.Code, rec.Body, lane.providers())
+	}
+	// After the cooldown a probe goes through; its success closes the circuit.
+	now = now.Add(31 * time.Second)
+	lane.steps = []step{answer(200, `{}`)}
+	if rec := send("oa:m"); rec.Code != 200 {
+		t.Fatalf("probe: %d", rec.Code)
+	}
+	if got := strings.Join(changes, ","); got != "oa:closed>open,oa:open>half-open,oa:half-open>closed" {
+		t.Fatalf("transitions %q", got)
+	}
+	// A 429 with retry-after pauses oa2 for that long without opening it.
+	lane.steps, lane.calls = []step{{res: attempt.Result{Status: 429, Retryable: true, Body: []byte(`{}`),
+		Header: http.Header{"Retry-After": {"20"}}}}, answer(200, `{}`)}, nil
+	send("oa2:m", "oa:m")
+	lane.steps, lane.calls = []step{answer(200, `{}`)}, nil
+	send("oa2:m", "oa:m")
+	if got := strings.Join(lane.providers(), ","); got != "oa:m" {
+		t.Errorf("during its retry-after oa2 was attempted: %v", got)
+	}
+	now = now.Add(21 * time.Second)
+	lane.steps, lane.calls = []step{answer(200, `{}`)}, nil
+	send("oa2:m", "oa:m")
+	if got := strings.Join(lane.providers(), ","); got != "oa2:m" {
+		t.Errorf("after its retry-after oa2 was skipped: %v", got)
+	}
+}
+
+func breakerSet(now *time.Time, changes *[]string, s *Server) *breaker.Set {
+	return breaker.New(breaker.Config{Threshold: 2, Window: 30 * time.Second, Cooldown: 30 * time.Second,
+		Now: func() time.Time { return *now },
+		OnChange: func(id string, from, to breaker.State) {
+			*changes = append(*changes, id+":"+from.String()+">"+to.String())
+		}})
 }

@@ -162,6 +162,8 @@ func (o *observation) endAttempt(sp trace.Span, req *attempt.Request, start time
 // fallbackReason classifies a failed attempt as the fallback triggers name it.
 func fallbackReason(res *attempt.Result) string {
 	switch {
+	case res.Timeout:
+		return string(config.TriggerTimeout)
 	case res.Status == http.StatusTooManyRequests:
 		return string(config.Trigger429)
 	case res.Status >= 500:

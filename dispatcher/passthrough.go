@@ -20,23 +20,36 @@ import (
 )
 
 // PassthroughConfig sets the passthrough lane's transport limits. Zero values take the
-// documented defaults.
+// documented defaults; a provider's own timeouts override the attempt timeouts.
 type PassthroughConfig struct {
 	DialTimeout         time.Duration // default 5 s
 	MaxIdleConnsPerHost int           // default 256: keep-alive pool per provider
 	IdleConnTimeout     time.Duration // default 90 s
-	// ResponseHeaderTimeout bounds the wait for the provider's status line. A non-streaming
-	// completion sends nothing until it is done, so the default is generous: 10 min.
-	ResponseHeaderTimeout time.Duration
+	// FirstByteTimeout bounds the wait for the provider's status line: default 60 s for a
+	// stream, StreamlessFirstByteTimeout otherwise.
+	FirstByteTimeout time.Duration
+	// StreamlessFirstByteTimeout is the first-byte timeout of a non-streamed request, which
+	// the provider answers only when it is done: default 10 min.
+	StreamlessFirstByteTimeout time.Duration
+	// StreamIdleTimeout bounds the silence between two reads of a streamed answer: default
+	// 5 min, Envoy's own stream idle timeout.
+	StreamIdleTimeout time.Duration
 	// Transport replaces the built transport (tests).
 	Transport http.RoundTripper
 }
+
+// Causes of an attempt's cancellation by its own timeouts.
+var (
+	errFirstByteTimeout = errors.New("provider sent nothing before the first-byte timeout")
+	errIdleTimeout      = errors.New("provider stream idle past the idle timeout")
+)
 
 // Passthrough forwards same-format traffic: the body as received (only the model name is
 // rewritten, and only when the chain names another), the client's headers minus its
 // credential, and the response bytes as they arrive.
 type Passthrough struct {
 	client *http.Client
+	cfg    PassthroughConfig
 }
 
 var _ Lane = (*Passthrough)(nil)
@@ -52,20 +65,34 @@ func NewPassthrough(c PassthroughConfig) *Passthrough {
 	if c.IdleConnTimeout == 0 {
 		c.IdleConnTimeout = 90 * time.Second
 	}
-	if c.ResponseHeaderTimeout == 0 {
-		c.ResponseHeaderTimeout = 10 * time.Minute
+	if c.FirstByteTimeout == 0 {
+		c.FirstByteTimeout = time.Minute
+	}
+	if c.StreamlessFirstByteTimeout == 0 {
+		c.StreamlessFirstByteTimeout = 10 * time.Minute
+	}
+	if c.StreamIdleTimeout == 0 {
+		c.StreamIdleTimeout = 5 * time.Minute
 	}
 	rt := c.Transport
 	if rt == nil {
+		dialer := &net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}
 		rt = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			Proxy: http.ProxyFromEnvironment,
+			// A provider's own connect timeout travels in the attempt's context.
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if d, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, d)
+					defer cancel()
+				}
+				return dialer.DialContext(ctx, network, addr)
+			},
 			ForceAttemptHTTP2:     true,
 			MaxIdleConns:          4 * c.MaxIdleConnsPerHost,
 			MaxIdleConnsPerHost:   c.MaxIdleConnsPerHost,
 			IdleConnTimeout:       c.IdleConnTimeout,
 			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: c.ResponseHeaderTimeout,
 			ExpectContinueTimeout: time.Second,
 			// Identity bodies: an SSE stream must not wait in a decompressor, and bytes reach
 			// the client exactly as the provider sent them.
@@ -73,8 +100,27 @@ func NewPassthrough(c PassthroughConfig) *Passthrough {
 		}
 	}
 	// No client-level timeout: it would cut long, healthy streams.
-	return &Passthrough{client: &http.Client{Transport: rt,
+	return &Passthrough{cfg: c, client: &http.Client{Transport: rt,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+type connectTimeoutKey struct{}
+
+// timeouts are one attempt's: the provider's own, else the lane's defaults.
+func (p *Passthrough) timeouts(req *attempt.Request) (firstByte, idle time.Duration) {
+	t := req.Provider.Timeouts
+	firstByte = p.cfg.StreamlessFirstByteTimeout
+	if req.Stream {
+		firstByte = p.cfg.FirstByteTimeout
+	}
+	if t.FirstByteMS > 0 {
+		firstByte = time.Duration(t.FirstByteMS) * time.Millisecond
+	}
+	idle = p.cfg.StreamIdleTimeout
+	if t.StreamIdleMS > 0 {
+		idle = time.Duration(t.StreamIdleMS) * time.Millisecond
+	}
+	return firstByte, idle
 }
 
 // dropResponseHeaders are provider response headers never relayed to the client.
@@ -105,6 +151,16 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 	if req.RawQuery != "" {
 		url += "?" + req.RawQuery
 	}
+	// The attempt has its own context, which its timeouts cancel with a cause; the request's
+	// context (the client) still cancels it too.
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if ms := req.Provider.Timeouts.ConnectMS; ms > 0 {
+		ctx = context.WithValue(ctx, connectTimeoutKey{}, time.Duration(ms)*time.Millisecond)
+	}
+	firstByte, idle := p.timeouts(req)
+	fbTimer := time.AfterFunc(firstByte, func() { cancel(errFirstByteTimeout) })
 	up, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return attempt.Result{Err: err}
@@ -129,10 +185,12 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 	}
 
 	resp, err := p.client.Do(up)
+	fbTimer.Stop()
 	if err != nil {
 		// Nothing arrived: a network error or timeout is always worth the next provider,
 		// unless the client itself went away.
-		return attempt.Result{Retryable: ctx.Err() == nil, Err: err}
+		timeout := errors.Is(context.Cause(ctx), errFirstByteTimeout) || isTimeout(err)
+		return attempt.Result{Retryable: parent.Err() == nil, Timeout: timeout, Err: err}
 	}
 	headersAt := time.Now()
 	defer resp.Body.Close()
@@ -165,7 +223,15 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 		filter = &usageChunkFilter{ResponseWriter: w}
 		out = filter
 	}
-	first, err := copyBody(out, resp.Body, sse, meter)
+	src := io.Reader(resp.Body)
+	var idleTimer *time.Timer
+	if sse {
+		// Each read re-arms the idle timer; silence past it cancels the attempt.
+		idleTimer = time.AfterFunc(idle, func() { cancel(errIdleTimeout) })
+		defer idleTimer.Stop()
+		src = &idleReader{r: resp.Body, t: idleTimer, d: idle}
+	}
+	first, err := copyBody(out, src, sse, meter)
 	if filter != nil {
 		filter.flushRest()
 	}
@@ -183,6 +249,7 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 	}
 	if err != nil {
 		res.Err = err
+		res.Timeout = errors.Is(context.Cause(ctx), errIdleTimeout)
 		var ue upstreamError
 		if !errors.As(err, &ue) {
 			return res // the client left; nothing more to tell it
@@ -241,4 +308,25 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, meter *usageMete
 			return first, upstreamError{rerr}
 		}
 	}
+}
+
+// isTimeout reports whether err is a network timeout (a dial that did not complete).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// idleReader re-arms an idle timer on every read that returns data.
+type idleReader struct {
+	r io.Reader
+	t *time.Timer
+	d time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.t.Reset(r.d)
+	}
+	return n, err
 }

@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
+	"github.com/sluice-gateway/sluice/dispatcher/breaker"
 	"github.com/sluice-gateway/sluice/internal/apierror"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/counters"
@@ -73,6 +74,11 @@ type Config struct {
 	CountersFailOpen bool
 	// Prices is the price table costs are computed from; nil means the bundled one.
 	Prices *pricing.Table
+	// Now is the clock retry-after dates are read against; nil means time.Now.
+	Now func() time.Time
+	// Breakers tunes the per-provider circuit breakers (threshold, window, cooldown, clock);
+	// zero values take the breaker package's defaults.
+	Breakers breaker.Config
 }
 
 // Server is the dispatcher's http.Handler. Safe for concurrent use.
@@ -81,6 +87,8 @@ type Server struct {
 	providers atomic.Pointer[map[string]*attempt.Provider]
 	// capture holds the projects whose spans record prompts and completions.
 	capture atomic.Pointer[map[string]bool]
+	// breakers hold one circuit per provider credential, shared by every request.
+	breakers *breaker.Set
 }
 
 // New returns a server with no providers; call Load before serving traffic.
@@ -100,7 +108,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Prices == nil {
 		cfg.Prices = pricing.Bundled()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Server{cfg: cfg}
+	bc := cfg.Breakers
+	onChange := bc.OnChange
+	bc.OnChange = func(id string, from, to breaker.State) {
+		cfg.Metrics.CircuitState(id, metrics.CircuitState(to))
+		cfg.Logger.Warn("dispatcher: circuit breaker", "provider", id, "from", from.String(), "to", to.String())
+		if onChange != nil {
+			onChange(id, from, to)
+		}
+	}
+	s.breakers = breaker.New(bc)
 	empty := map[string]*attempt.Provider{}
 	s.providers.Store(&empty)
 	s.capture.Store(&map[string]bool{})
@@ -143,9 +164,10 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 			base = config.DefaultBaseURL(p.Type)
 		}
 		next[id] = &attempt.Provider{ID: id, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key,
-			Limits: p.Limits, Prices: p.Pricing}
+			Limits: p.Limits, Prices: p.Pricing, Timeouts: p.Timeouts}
 	}
 	s.providers.Store(&next)
+	s.breakers.Forget(func(id string) bool { return next[id] != nil })
 	capture := map[string]bool{}
 	for id, p := range r.Projects {
 		if p.Telemetry != nil && p.Telemetry.CaptureContent {
@@ -189,6 +211,8 @@ var (
 		"No provider could be reached.")
 	errNoTranslator = apierror.New(http.StatusBadGateway, "translation_unavailable",
 		"This provider needs translation, which is not enabled.")
+	errCircuitOpen = apierror.New(http.StatusServiceUnavailable, "circuit_open",
+		"Every provider for this model is failing and paused; try again shortly.")
 )
 
 // hopHeaders are never forwarded in either direction (RFC 9110 §7.6.1), plus headers that
@@ -255,37 +279,61 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		RequestID: claims.RequestID, ClientFormat: format, Endpoint: endpoint, Stream: claims.Stream,
 		Body: body, Header: header, RawQuery: r.URL.RawQuery,
 	}
-	s.walk(obs, w, &req, claims.Chain)
+	s.walk(obs, w, &req, claims.Chain, claims.Fallback)
+}
+
+// triggers reports whether a failure of class reason may move the request on.
+func triggers(fb *ctxtoken.Fallback, reason string) bool {
+	return fb == nil || len(fb.Triggers) == 0 || slices.Contains(fb.Triggers, reason)
 }
 
 // walk tries each provider of the chain in order until one answers, a non-retryable error
 // ends the walk, or an attempt commits a response to the client.
-func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Request, chain []ctxtoken.Attempt) {
+func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Request, chain []ctxtoken.Attempt, fb *ctxtoken.Fallback) {
 	ctx := obs.ctx
 	providers := *s.providers.Load()
 	var last *attempt.Result
 	var limited *providerLimited // the soonest-free provider skipped for its rate limits
+	circuitOpen := false         // a provider was skipped for its open circuit
 	failed := 0
 	for i, a := range chain {
+		if fb != nil && fb.MaxAttempts > 0 && obs.attempts >= fb.MaxAttempts {
+			break
+		}
 		p := providers[a.Provider]
 		if p == nil {
 			s.cfg.Logger.Warn("dispatcher: provider in chain is not configured", "request_id", req.RequestID, "provider", a.Provider)
+			continue
+		}
+		permit, ok := s.breakers.Allow(p.ID)
+		if !ok {
+			// Open, or paused by the provider's own retry-after: skipped, not attempted.
+			circuitOpen = true
+			if !triggers(fb, string(config.TriggerCircuitOpen)) {
+				break
+			}
+			if i < len(chain)-1 {
+				s.cfg.Metrics.Fallback(p.ID, string(config.TriggerCircuitOpen))
+			}
 			continue
 		}
 		req.Provider, req.Model = p, a.Model
 		lane := s.cfg.Passthrough
 		if p.Type.Format() != req.ClientFormat {
 			if lane = s.cfg.Translator; lane == nil {
+				permit.Record(breaker.Neutral)
 				obs.fail(w, errNoTranslator, req.ClientFormat)
 				return
 			}
 		}
 		hold, lim, herr := s.reserveProvider(ctx, req, p)
 		if herr != nil {
+			permit.Record(breaker.Neutral)
 			obs.fail(w, herr, req.ClientFormat)
 			return
 		}
 		if lim != nil {
+			permit.Record(breaker.Neutral)
 			if limited == nil || lim.retryAfter < limited.retryAfter {
 				limited = lim
 			}
@@ -296,6 +344,7 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 		res := lane.Do(ctx, req, w)
 		obs.endAttempt(span, req, start, &res)
 		s.settleProvider(ctx, req, hold, &res)
+		recordOutcome(ctx, permit, &res, s.cfg.Now())
 		if res.Committed {
 			obs.status = res.Status
 			return
@@ -305,7 +354,7 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 				"provider", p.ID, "status", res.Status, "err", res.Err)
 		}
 		last = &res
-		if !res.Retryable || ctx.Err() != nil {
+		if !res.Retryable || ctx.Err() != nil || !triggers(fb, fallbackReason(&res)) {
 			break
 		}
 		failed++
@@ -316,6 +365,10 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 	}
 	if (last == nil || last.Status == 0) && limited != nil {
 		s.rateLimited(obs, w, req, limited)
+		return
+	}
+	if last == nil && circuitOpen {
+		obs.fail(w, errCircuitOpen, req.ClientFormat)
 		return
 	}
 	if last == nil || last.Status == 0 {
@@ -333,4 +386,48 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 	h.Set("Content-Length", strconv.Itoa(len(last.Body)))
 	w.WriteHeader(last.Status)
 	_, _ = w.Write(last.Body)
+}
+
+// recordOutcome tells the provider's circuit breaker how an attempt went. A 5xx, a timeout,
+// a network error or a stream the provider cut is a failure; a 429 is not, but its
+// retry-after pauses the provider; a client that left or a 4xx says nothing about the
+// provider's health.
+func recordOutcome(ctx context.Context, permit breaker.Permit, res *attempt.Result, now time.Time) {
+	switch {
+	case ctx.Err() != nil:
+		permit.Record(breaker.Neutral)
+	case res.Status == http.StatusTooManyRequests:
+		if d, ok := retryAfter(res.Header, now); ok {
+			permit.RecordRateLimited(now.Add(d))
+		} else {
+			permit.Record(breaker.RateLimited)
+		}
+	case res.Status >= 500 || res.Timeout || res.Status == 0 || (res.Committed && res.Err != nil):
+		permit.Record(breaker.Failure)
+	case res.Status < 400:
+		permit.Record(breaker.Success)
+	default:
+		permit.Record(breaker.Neutral)
+	}
+}
+
+// retryAfter reads how long a provider asked to be left alone: retry-after-ms (OpenAI),
+// retry-after in seconds or as an HTTP date.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	if v := h.Get("Retry-After-Ms"); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 {
+			return time.Duration(ms * float64(time.Millisecond)), true
+		}
+	}
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0, false
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Duration(secs * float64(time.Second)), secs > 0
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now), true
+	}
+	return 0, false
 }

@@ -67,7 +67,8 @@ type keyEntry struct {
 	budgets   []budgetRule
 	limits    config.RateLimits
 	cacheMode config.CacheMode
-	maxTokens int64 // assumed output without max_tokens; 0: pricing.DefaultMaxTokens
+	maxTokens int64              // assumed output without max_tokens; 0: pricing.DefaultMaxTokens
+	fallback  *ctxtoken.Fallback // nil: the gateway's default
 }
 
 // compile builds the hot path's view of a snapshot. A key or provider that does not decode
@@ -109,6 +110,12 @@ func compile(snap *config.Snapshot, gopts guardrail.Options) (*compiled, error) 
 		e.chain = keyChain(r, k, providers)
 		e.budgets, e.limits = budgetsFor(budgets, e), k.Config.RateLimits
 		e.cacheMode, e.maxTokens = k.Config.CacheMode, k.Config.DefaultMaxTokens
+		if fb := k.Config.Fallback; fb.MaxAttempts > 0 || len(fb.Triggers) > 0 {
+			e.fallback = &ctxtoken.Fallback{MaxAttempts: fb.MaxAttempts}
+			for _, t := range fb.Triggers {
+				e.fallback.Triggers = append(e.fallback.Triggers, string(t))
+			}
+		}
 		if e.policy, e.policyErr = compilePolicy(k.Config.PolicyRules); e.policyErr != nil {
 			errs = append(errs, fmt.Errorf("virtual key %s: refused until fixed: policy_rules: %w", k.ID, e.policyErr))
 		}

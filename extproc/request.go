@@ -214,7 +214,7 @@ func (r *request) onBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 		ProjectID: r.key.project, PrincipalID: r.key.principal,
 		Model: model, Format: r.route.Format.String(), Endpoint: r.route.Endpoint.String(),
 		Stream: stream.Type == gjson.True, Chain: chain, Trace: r.trace.claims(),
-		Inspected: r.key.guards.inspectsResponses(), CacheMode: string(cacheMode),
+		Inspected: r.key.guards.inspectsResponses(), CacheMode: string(cacheMode), Fallback: r.key.fallback,
 	}
 	if r.key.guards != nil && r.key.guards.err != nil {
 		r.srv.cfg.Logger.Error("extproc: guardrail config", "request_id", r.id, "key_id", r.key.id, "err", r.key.guards.err)

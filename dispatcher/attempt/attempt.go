@@ -22,6 +22,8 @@ type Provider struct {
 	Limits config.RateLimits
 	// Prices overrides the bundled price table for this provider.
 	Prices pricing.Overrides
+	// Timeouts bound each attempt; zero values take the lane's defaults.
+	Timeouts config.Timeouts
 }
 
 // Request is one attempt at one provider. Every field is read-only for the lane: retries
@@ -53,6 +55,9 @@ type Result struct {
 	// requests, verbatim for passthrough).
 	Header http.Header
 	Body   []byte
+	// Timeout marks an attempt that failed because the provider was too slow: to connect,
+	// to send its first byte, or between stream chunks.
+	Timeout bool
 	// Err is the internal cause, for logs only.
 	Err error
 

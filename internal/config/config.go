@@ -51,6 +51,8 @@ type Provider struct {
 	Limits RateLimits `json:"limits,omitzero"`
 	// Pricing overrides the bundled price table, per model name or "prefix*".
 	Pricing pricing.Overrides `json:"pricing,omitempty"`
+	// Timeouts bound each attempt at this provider.
+	Timeouts Timeouts `json:"timeouts,omitzero"`
 }
 
 // Key is one virtual key. The secret is never stored: Hash is HMAC-SHA256(pepper, secret).
@@ -75,6 +77,7 @@ type Key struct {
 	PolicyRules      PolicyRules `json:"policy_rules,omitzero"`
 	CacheMode        CacheMode   `json:"cache_mode,omitempty"`
 	DefaultMaxTokens int64       `json:"default_max_tokens,omitempty"`
+	Fallback         Fallback    `json:"fallback,omitzero"`
 }
 
 // Alias is either one model name for every provider (JSON string) or a map from provider id
@@ -188,6 +191,9 @@ func (c *Config) Validate() error {
 		}
 		if err := p.Pricing.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("provider %q: pricing: %w", p.ID, err))
+		}
+		if err := p.Timeouts.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("provider %q: %w", p.ID, err))
 		}
 	}
 	keys := map[string]bool{}

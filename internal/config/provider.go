@@ -77,6 +77,32 @@ func (r RateLimits) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Timeouts bound one attempt at a provider. There is deliberately no total timeout: it would
+// cut long, healthy streams.
+type Timeouts struct {
+	// ConnectMS bounds opening a connection (default 5 s).
+	ConnectMS int `json:"connect_ms,omitempty"`
+	// FirstByteMS bounds the wait for the provider's response to begin (default 60 s for a
+	// stream, 10 min otherwise: a non-streamed answer begins only when it is complete).
+	FirstByteMS int `json:"first_byte_ms,omitempty"`
+	// StreamIdleMS bounds the silence between two pieces of a streamed answer (default 5 min).
+	StreamIdleMS int `json:"stream_idle_ms,omitempty"`
+}
+
+// Validate rejects negative or absurd values.
+func (t Timeouts) Validate() error {
+	const maxMS = 60 * 60 * 1000
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"connect_ms", t.ConnectMS}, {"first_byte_ms", t.FirstByteMS}, {"stream_idle_ms", t.StreamIdleMS}} {
+		if f.v < 0 || f.v > maxMS {
+			return fmt.Errorf("timeouts.%s %d is not in 0..%d", f.name, f.v, maxMS)
+		}
+	}
+	return nil
+}
+
 // ModelProvider is one upstream account: a provider type, where to reach it and the
 // credential to use, sealed under the master key.
 type ModelProvider struct {
@@ -98,6 +124,8 @@ type ModelProvider struct {
 	// Pricing overrides the bundled price table for this provider, per model name or
 	// "prefix*" (USD per million tokens).
 	Pricing pricing.Overrides `json:"pricing,omitempty"`
+	// Timeouts bound each attempt at this provider; zero values take the gateway defaults.
+	Timeouts Timeouts `json:"timeouts,omitzero"`
 	// Models lists the models this provider serves (and GET /v1/models shows); empty means
 	// it is asked for any model.
 	Models []string `json:"models,omitempty"`
@@ -169,6 +197,9 @@ func (p *ModelProvider) Validate() error {
 	}
 	if err := p.Pricing.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("model provider %s: pricing: %w", p.ID, err))
+	}
+	if err := p.Timeouts.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
 	}
 	if p.FallbackPriority < 0 {
 		errs = append(errs, fmt.Errorf("model provider %s: fallback_priority is negative", p.ID))

@@ -46,7 +46,7 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 	for i, p := range c.Providers {
 		all = append(all, p.ID)
 		put(&ModelProvider{ID: p.ID, Name: p.ID, Type: p.Type, BaseURL: p.BaseURL,
-			CredentialsEnv: p.APIKeyEnv, Models: p.Models, FallbackPriority: i, Limits: p.Limits, Pricing: p.Pricing,
+			CredentialsEnv: p.APIKeyEnv, Models: p.Models, FallbackPriority: i, Limits: p.Limits, Pricing: p.Pricing, Timeouts: p.Timeouts,
 			Scope: Scope{Kind: ScopeOrg, ID: providerOrg}})
 	}
 	for i := range c.Guardrails {
@@ -81,7 +81,8 @@ func (c *Config) Snapshot() (*Snapshot, error) {
 		vk := &VirtualKey{ID: k.ID, Name: name, Scope: scope, PrincipalID: k.PrincipalID, Hash: k.Hash,
 			DisplayPrefix: vkey.Prefix, Status: KeyActive,
 			Config: KeyConfig{ModelAliases: k.ModelAliases, ModelsAllowed: k.ModelsAllowed, Guardrails: k.Guardrails,
-				RateLimits: k.RateLimits, PolicyRules: k.PolicyRules, CacheMode: k.CacheMode, DefaultMaxTokens: k.DefaultMaxTokens}}
+				RateLimits: k.RateLimits, PolicyRules: k.PolicyRules, CacheMode: k.CacheMode, DefaultMaxTokens: k.DefaultMaxTokens,
+				Fallback: k.Fallback}}
 		if len(chain) > 0 {
 			rp := &RoutingPolicy{ID: "rp_" + k.ID[len("vk_"):], Name: name + " chain", Scope: scope,
 				Strategy: StrategyOrdered, Providers: chain}

@@ -54,7 +54,16 @@ type Claims struct {
 	// Hold is what admission reserved against budgets and rate limits, for the dispatcher
 	// to settle with the real figures; nil when nothing was reserved.
 	Hold *Hold `json:"hold,omitempty"`
+	// Fallback is the key's own fallback policy; nil means the gateway's: every provider
+	// of the chain, on every trigger.
+	Fallback *Fallback `json:"fb,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// Fallback bounds how a request falls back down its chain.
+type Fallback struct {
+	MaxAttempts int      `json:"n,omitempty"` // 0: one attempt per chain entry
+	Triggers    []string `json:"t,omitempty"` // the failure classes that move on; empty: all
 }
 
 // Hold names a reservation in the counter store.

@@ -55,7 +55,7 @@ var specs = []*spec{
 		hidden: []string{"hash", "previous_hash", "previous_hash_valid_until"}, defaults: defaultScope,
 		prepare: prepareKey, refs: keyRefs, view: keyView, scopes: ownScope},
 	{kind: config.KindModelProvider, path: "model-providers", perm: permModelProviders, what: "model provider",
-		fields: []string{"name", "type", "base_url", "provider_config", "limits", "pricing", "models", "fallback_priority", "scope",
+		fields: []string{"name", "type", "base_url", "provider_config", "limits", "pricing", "timeouts", "models", "fallback_priority", "scope",
 			"credentials_env"},
 		writeOnly: []string{"api_key"}, hidden: []string{"credentials"}, defaults: defaultScope, slug: true,
 		prepare: prepareProvider, refs: scopeRefs, view: providerView, scopes: ownScope, inUse: providerInUse},

@@ -71,6 +71,7 @@ var providersNoun = &noun{name: "model-providers", summary: "upstream accounts; 
 		{flag: "fallback-priority", json: "fallback_priority", kind: fInt, usage: "order among the scope's providers, lower first"},
 		{flag: "provider-config-json", json: "provider_config", kind: fObject, usage: "type-specific settings as JSON (region, deployments, api_version)"},
 		{flag: "limits-json", json: "limits", kind: fObject, usage: `rate limits across every key: {"rpm":600,"tpm":200000,"rpd":0}`},
+		{flag: "timeouts-json", json: "timeouts", kind: fObject, usage: `per-attempt timeouts: {"connect_ms":5000,"first_byte_ms":60000,"stream_idle_ms":300000}`},
 		{flag: "pricing-json", json: "pricing", kind: fObject, usage: `prices over the bundled table, USD per million tokens: {"my-model*":{"input":"0.5","output":"1.5"}}`}},
 	columns: []column{{"ID", "id"}, {"NAME", "name"}, {"TYPE", "type"}, {"SCOPE", "scope"}, {"BASE URL", "base_url"},
 		{"MODELS", "models"}, {"PRIORITY", "fallback_priority"}, {"CREDENTIALS", "has_credentials"}},
