@@ -78,6 +78,7 @@ func TestVariants(t *testing.T) {
 			checkSecrets(t, r)
 			checkNoSecretOutsideSecrets(t, r, nil)
 			checkStore(t, r, v.name)
+			checkCounters(t, r, "closed")
 		})
 	}
 }
@@ -322,7 +323,7 @@ func checkExposure(t *testing.T, r *rendered) {
 
 // checkNetworkPolicies: when policies are rendered, only Envoy pods reach the dispatcher;
 // only Envoy and dispatcher pods reach the xds fleet port and only Envoy the ADS port; the
-// admin port only from the configured peers; Redis only from xds.
+// admin port only from the configured peers; Redis only from xds, extproc and the dispatcher.
 func checkNetworkPolicies(t *testing.T, r *rendered) {
 	if len(r.netpols) == 0 {
 		if _, ok := r.services[svcName("dispatcher")]; ok {
@@ -472,8 +473,10 @@ func checkNetworkPolicies(t *testing.T, r *rendered) {
 	if a := xdsPorts[portOf(t, admin)]; a != nil && (a.pods[envoy.name] || a.pods[dispatcher.name]) {
 		t.Errorf("xds admin port admits the gateway pods: %v", sortedKeys(a.pods))
 	}
+	// Redis: xds (its config store), extproc and the dispatcher (the budget and rate-limit
+	// counters), and nothing else.
 	if redis := r.workloads[svcName("redis")]; redis != nil {
-		only(redis, 6379, xds.name)
+		only(redis, 6379, slices.Sorted(slices.Values([]string{xds.name, envoy.name, dispatcher.name}))...)
 	}
 }
 
@@ -907,6 +910,135 @@ func checkStore(t *testing.T, r *rendered, variant string) {
 	}
 }
 
+// redisEnv returns c's SLUICE_REDIS_URL and REDIS_PASSWORD variables, in order.
+func redisEnv(c *corev1.Container) []corev1.EnvVar {
+	var out []corev1.EnvVar
+	for _, e := range c.Env {
+		if e.Name == "SLUICE_REDIS_URL" || e.Name == "REDIS_PASSWORD" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// checkCounters: extproc and the dispatcher share the budget and rate-limit counters in
+// Redis. With Redis (bundled or external) each gets xds's SLUICE_REDIS_URL, the same way:
+// from a Secret (external), or assembled by the kubelet from REDIS_PASSWORD, itself from the
+// bundled Redis's Secret and defined before the URL that refers to it. Without Redis neither
+// gets one. Both get --counter-failure-mode mode, and no --redis-url on the command line.
+func checkCounters(t *testing.T, r *rendered, mode string) {
+	xds := r.workloads[svcName("xds")].container("xds")
+	want := redisEnv(xds)
+	_, bundled := r.workloads[svcName("redis")]
+	for _, c := range []*corev1.Container{r.extproc().container("extproc"), r.workloads[svcName("dispatcher")].container("dispatcher")} {
+		if got, _ := flag(c.Args, "counter-failure-mode"); got != mode {
+			t.Errorf("%s: --counter-failure-mode %q, want %q", c.Name, got, mode)
+		}
+		if _, ok := flag(c.Args, "redis-url"); ok {
+			t.Errorf("%s: --redis-url on the command line (the URL may carry a password)", c.Name)
+		}
+		got := redisEnv(c)
+		if len(want) == 0 {
+			if len(got) > 0 {
+				t.Errorf("%s: %v without Redis", c.Name, got)
+			}
+			continue
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: Redis environment %+v, want xds's %+v", c.Name, got, want)
+			continue
+		}
+		url := got[len(got)-1]
+		switch {
+		case url.Name != "SLUICE_REDIS_URL":
+			t.Errorf("%s: SLUICE_REDIS_URL defined before REDIS_PASSWORD (the kubelet expands only earlier variables)", c.Name)
+		case bundled:
+			pw := got[0]
+			if len(got) != 2 || pw.Name != "REDIS_PASSWORD" || pw.ValueFrom == nil || pw.ValueFrom.SecretKeyRef == nil {
+				t.Errorf("%s: bundled Redis: want REDIS_PASSWORD from a Secret, then SLUICE_REDIS_URL; got %+v", c.Name, got)
+				continue
+			}
+			ref := pw.ValueFrom.SecretKeyRef
+			if s := r.secrets[ref.Name]; s == nil || s.Data[ref.Key] == nil {
+				t.Errorf("%s: REDIS_PASSWORD from %s/%s, which is not rendered", c.Name, ref.Name, ref.Key)
+			}
+			if want := "redis://:$(REDIS_PASSWORD)@" + svcFQDN("redis") + ":6379/0"; url.Value != want || url.ValueFrom != nil {
+				t.Errorf("%s: SLUICE_REDIS_URL %q, want %q", c.Name, url.Value, want)
+			}
+		default:
+			if len(got) != 1 || url.Value != "" || url.ValueFrom == nil || url.ValueFrom.SecretKeyRef == nil {
+				t.Errorf("%s: external Redis: SLUICE_REDIS_URL %+v not from a Secret", c.Name, url)
+				continue
+			}
+			// The chart's own URL Secret is rendered with the key; an existing one is the user's.
+			if ref := url.ValueFrom.SecretKeyRef; ref.Name == fullname+"-redis-url" {
+				if s := r.secrets[ref.Name]; s == nil || s.Data[ref.Key] == nil {
+					t.Errorf("%s: SLUICE_REDIS_URL from %s/%s, which is not rendered", c.Name, ref.Name, ref.Key)
+				}
+			}
+		}
+	}
+}
+
+// TestCounters: counters.failureMode reaches extproc and the dispatcher in both modes, the
+// Redis wiring of checkCounters holds in mode istio too (the standalone extproc admitted to the
+// bundled Redis), and NOTES.txt says that budgets and rate limits need Redis.
+func TestCounters(t *testing.T) {
+	cases := map[string]struct {
+		args []string
+		mode string
+	}{
+		"open":                {[]string{"--set", "counters.failureMode=open"}, "open"},
+		"closed explicitly":   {[]string{"--set", "counters.failureMode=closed"}, "closed"},
+		"bundled open":        {[]string{"-f", filepath.Join(chartDir, "ci", "redis-bundled-values.yaml"), "--set", "counters.failureMode=open"}, "open"},
+		"istio bundled":       {[]string{"-f", istioValues(), "-f", filepath.Join(chartDir, "ci", "redis-bundled-values.yaml")}, "closed"},
+		"istio external open": {[]string{"-f", istioValues(), "-f", filepath.Join(chartDir, "ci", "external-redis-url-values.yaml"), "--set", "counters.failureMode=open"}, "open"},
+	}
+	for _, name := range sortedKeys(cases) {
+		c := cases[name]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			docs, err := render(t, c.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := index(t, docs)
+			if strings.HasPrefix(name, "istio") != r.istio {
+				t.Fatalf("mode istio: %v", r.istio)
+			}
+			checkCounters(t, r, c.mode)
+			checkNetworkPolicies(t, r)
+			checkSecrets(t, r)
+			checkStore(t, r, name)
+		})
+	}
+
+	notes := map[string]struct {
+		args []string
+		want []string
+	}{
+		"file store":      {nil, []string{"Budgets and rate limits need Redis (redis.enabled or externalRedis)", "refused with 503"}},
+		"file store open": {[]string{"--set", "counters.failureMode=open"}, []string{"Budgets and rate limits need Redis", "admitted unchecked"}},
+		"bundled":         {[]string{"-f", filepath.Join(chartDir, "ci", "redis-bundled-values.yaml")}, []string{"counted in the bundled Redis", "counters.failureMode: closed"}},
+		"external":        {[]string{"-f", filepath.Join(chartDir, "ci", "external-redis-values.yaml")}, []string{"counted in the external Redis"}},
+	}
+	for _, name := range sortedKeys(notes) {
+		c := notes[name]
+		t.Run("notes/"+name, func(t *testing.T) {
+			t.Parallel()
+			got := renderNotes(t, releaseName, c.args...)
+			for _, w := range c.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("NOTES.txt lacks %q:\n%s", w, got)
+				}
+			}
+			if (len(c.args) > 0 && c.args[0] == "-f") == strings.Contains(got, "need Redis") {
+				t.Errorf("NOTES.txt: the warning that budgets and rate limits need Redis is wrong for this store:\n%s", got)
+			}
+		})
+	}
+}
+
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // TestNoSecretInConfigMaps renders with known secret values (and an external Redis URL
@@ -972,6 +1104,9 @@ func TestSchemaRejects(t *testing.T) {
 		"both redis kinds":        {[]string{"--set", "redis.enabled=true", "--set", "externalRedis.url=redis://r:6379/0"}, "set either redis.enabled or externalRedis"},
 		"file store replicas":     {[]string{"--set", "xds.replicas=2"}, "xds.replicas > 1 needs Redis"},
 		"hpa min above max":       {[]string{"--set", "envoy.autoscaling.minReplicas=5", "--set", "envoy.autoscaling.maxReplicas=3"}, "minReplicas exceeds maxReplicas"},
+		"counter failure mode":    {[]string{"--set", "counters.failureMode=fail-open"}, "counters.failureMode must be one of the following"},
+		"counter mode case":       {[]string{"--set", "counters.failureMode=Closed"}, "counters.failureMode must be one of the following"},
+		"typo in counters":        {[]string{"--set", "counters.failuremode=open"}, "Additional property failuremode is not allowed"},
 		// mode: istio
 		"bad mode":                  {[]string{"--set", "mode=mesh"}, "mode must be one of the following"},
 		"typo in istio":             {[]string{"--set", "mode=istio", "--set", "istio.gatway.namespace=x"}, "Additional property gatway is not allowed"},

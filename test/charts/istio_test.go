@@ -83,7 +83,7 @@ func TestIstio(t *testing.T) {
 		t.Fatalf("extproc pod: no extproc container")
 	}
 	wantArgs := []string{"extproc", "--listen", "0.0.0.0:9004", "--health-listen", ":9003",
-		"--xds", svcFQDN("xds") + ":9001", "--state-dir", "/var/lib/sluice", "--log-level", "info"}
+		"--xds", svcFQDN("xds") + ":9001", "--state-dir", "/var/lib/sluice", "--counter-failure-mode", "closed", "--log-level", "info"}
 	if !slices.Equal(c.Args, wantArgs) {
 		t.Errorf("extproc args %q, want %q", c.Args, wantArgs)
 	}

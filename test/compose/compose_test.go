@@ -224,13 +224,14 @@ func TestDependencies(t *testing.T) {
 			}
 		}
 	}
-	// The order the trial needs: secrets before anything reads them, the store before the
-	// control plane, the control plane before the replicas, all three before Envoy, and a
-	// serving gateway before init mints and tries a key.
+	// The order the trial needs: secrets before anything reads them, Redis before the control
+	// plane (its store) and the replicas (their budget and rate-limit counters), the control
+	// plane before the replicas, all three before Envoy, and a serving gateway before init
+	// mints and tries a key.
 	edges := map[string][]string{
 		"xds":            {"secrets", "redis"},
-		"extproc":        {"secrets", "xds"},
-		"dispatcher":     {"secrets", "xds"},
+		"extproc":        {"secrets", "redis", "xds"},
+		"dispatcher":     {"secrets", "redis", "xds"},
 		"envoy":          {"xds", "extproc", "dispatcher"},
 		"demo-provider":  {"secrets"},
 		"init":           {"xds", "envoy", "demo-provider"},
@@ -390,6 +391,20 @@ func TestAddressesResolve(t *testing.T) {
 	check("xds --redis-url", u.Host, "redis", 6379)
 	if hasFlag(xds, "--store-dir") {
 		t.Error("xds: give --redis-url or --store-dir, not both")
+	}
+	// extproc and the dispatcher keep the budget and rate-limit counters in the same Redis
+	// (without one they refuse requests under a budget or rate limit), and fail closed.
+	for _, name := range []string{"extproc", "dispatcher"} {
+		s := service(t, name)
+		if got := flagValue(t, s, "--redis-url"); got != flagValue(t, xds, "--redis-url") {
+			t.Errorf("%s --redis-url=%s, want xds's %s (one Redis holds the counters every replica shares)", name, got, flagValue(t, xds, "--redis-url"))
+		}
+		if hasFlag(s, "--counter-failure-mode") && flagValue(t, s, "--counter-failure-mode") != "closed" {
+			t.Errorf("%s: --counter-failure-mode=%s: the trial enforces budgets and rate limits (closed)", name, flagValue(t, s, "--counter-failure-mode"))
+		}
+		if v := s.Environment["SLUICE_COUNTER_FAILURE_MODE"]; v != nil && *v != "closed" {
+			t.Errorf("%s: SLUICE_COUNTER_FAILURE_MODE=%s: the trial enforces budgets and rate limits (closed)", name, *v)
+		}
 	}
 
 	// Envoy reaches xds over ADS.

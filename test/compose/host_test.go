@@ -3,8 +3,11 @@ package compose
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -301,6 +304,9 @@ func TestComposeOnHost(t *testing.T) {
 		t.Errorf("the printed Anthropic request failed: %v\n%s", err, out)
 	}
 
+	checkHostCounters(t, fmt.Sprintf("http://127.0.0.1:%d", ports[9000]), gw, secret,
+		filepath.Join(volumes["sluice-secrets"], "admin_token"), tools["redis-cli"], ports[6379])
+
 	// A second run of init (docker compose up again) revokes the first key and mints a new one.
 	start("init")
 	if err := <-exited["init"]; err != nil {
@@ -314,6 +320,73 @@ func TestComposeOnHost(t *testing.T) {
 	start("secrets")
 	if err := <-exited["secrets"]; err != nil || strings.Contains(logs["secrets"].String(), "generated") {
 		t.Errorf("secrets, second run: want every secret kept: %v\n%s", err, logs["secrets"].String())
+	}
+}
+
+// checkHostCounters: extproc and the dispatcher count budgets in the compose Redis, the one
+// xds reads usage from. With a block budget over the demo key's organization, a request is
+// still served (without a counter store extproc would refuse it with 503), its spend shows
+// in xds's GET /v1/budgets/{id}/usage once settled, and the counter keys are in Redis.
+func checkHostCounters(t *testing.T, admin, gw, key, tokenFile, redisCLI string, redisPort int) {
+	t.Helper()
+	token, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, url, auth string, body any) (int, map[string]any) {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequest(method, url, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+auth)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var out map[string]any
+		_ = json.Unmarshal(raw, &out)
+		if out == nil {
+			out = map[string]any{"body": string(raw)}
+		}
+		return resp.StatusCode, out
+	}
+	code, b := call("POST", admin+"/v1/budgets", strings.TrimSpace(string(token)), map[string]any{"name": "compose-counters",
+		"scope": "ORG:default", "window": "day", "limit_usd": "100", "on_breach": "block"})
+	id, _ := b["id"].(string)
+	if code/100 != 2 || id == "" {
+		t.Fatalf("creating a budget: %d %v", code, b)
+	}
+	chat := map[string]any{"model": "gpt-4o-mini", "messages": []map[string]string{{"role": "user", "content": "Hello"}}}
+	var usage map[string]any
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// The fleet learns the budget shortly after it is written; until then a request is
+		// not counted, so send until one is.
+		if code, out := call("POST", gw+"/v1/chat/completions", key, chat); code != http.StatusOK {
+			t.Fatalf("a chat completion under a budget: %d %v (a replica without the counter store refuses it)", code, out)
+		}
+		_, usage = call("GET", admin+"/v1/budgets/"+id+"/usage", strings.TrimSpace(string(token)), nil)
+		if spent, _ := usage["spent_usd"].(string); spent != "" && spent != "0" && usage["reserved_usd"] == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no settled spend in xds's view of the budget: %v", usage)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("budget usage after requests through the compose fleet: %v", usage)
+	out, err := exec.Command(redisCLI, "-p", strconv.Itoa(redisPort), "--scan", "--pattern", "sluice:{*").CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		t.Errorf("no counter keys (sluice:{…}) in the compose Redis: %v %s", err, out)
 	}
 }
 

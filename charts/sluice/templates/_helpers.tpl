@@ -116,6 +116,45 @@ gateway is the data plane; extproc runs standalone). Validated here as well as i
 {{- end -}}
 {{- end -}}
 
+{{/*
+SLUICE_REDIS_URL for xds (its config store) and for extproc and the dispatcher (the budget and
+rate-limit counters, shared by every replica; the two use separate key prefixes in one Redis).
+Bundled: the kubelet assembles the URL from the generated password's Secret; external: the URL
+comes from a Secret. Either way the pod spec holds no password. Empty without Redis.
+*/}}
+{{- define "sluice.redisEnv" -}}
+{{- $store := include "sluice.store" . -}}
+{{- if eq $store "bundled" }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "sluice.fullname" . }}-redis
+      key: password
+- name: SLUICE_REDIS_URL
+  value: {{ printf "redis://:$(REDIS_PASSWORD)@%s:6379/0" (include "sluice.svcHost" (dict "ctx" . "component" "redis")) }}
+{{- else if eq $store "external" }}
+- name: SLUICE_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      {{- if .Values.externalRedis.existingSecret }}
+      name: {{ .Values.externalRedis.existingSecret }}
+      key: {{ .Values.externalRedis.existingSecretKey }}
+      {{- else }}
+      name: {{ include "sluice.fullname" . }}-redis-url
+      key: url
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The data plane's counter flags (extproc and the dispatcher): what a request under a budget or
+rate limit meets when the counters cannot answer (no Redis, or Redis down).
+*/}}
+{{- define "sluice.counterArgs" -}}
+- --counter-failure-mode
+- {{ .Values.counters.failureMode }}
+{{- end -}}
+
 {{/* Secrets ---------------------------------------------------------------------------- */}}
 
 {{- define "sluice.secretName" -}}
@@ -242,11 +281,13 @@ the shared Unix socket) and the standalone Deployment (mode istio, ext_proc on a
     - {{ include "sluice.xdsFleetAddr" $ctx }}
     - --state-dir
     - /var/lib/sluice
+    {{- include "sluice.counterArgs" $ctx | nindent 4 }}
     - --log-level
     - {{ $ctx.Values.logLevel }}
   env:
     {{- include "sluice.secretEnv" (dict "ctx" $ctx "keys" (list "pepper" "ctx-key" "fleet-token")) | trim | nindent 4 }}
     {{- with (include "sluice.commonEnv" $ctx | trim) }}{{ . | nindent 4 }}{{ end }}
+    {{- with (include "sluice.redisEnv" $ctx | trim) }}{{ . | nindent 4 }}{{ end }}
   ports:
     {{- if .grpcPort }}
     # ext_proc (gRPC, plaintext HTTP/2); also serves gRPC health.
