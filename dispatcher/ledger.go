@@ -26,20 +26,43 @@ import (
 const settleTimeout = 5 * time.Second
 
 // settle prices the served attempt and ends the request's hold with the real figures: the
-// provider's own usage, priced. An answer whose usage is unknown (the provider reported
-// none, or the stream was cut, or the client left) keeps what was reserved, its worst case:
-// spend is never recorded as $0 for tokens a provider may bill. A request no provider
-// answered is released: it cost nothing.
+// provider's own usage, priced. What is not known keeps what was reserved, so spend is
+// never recorded as $0 for tokens a provider may bill:
+//   - an answer cut short (the stream broke, the client left) whose input the provider had
+//     reported is priced with that input and its full max_tokens of output;
+//   - one whose usage is unknown altogether, or whose model has no price, keeps its
+//     reserved worst case.
+//
+// A request no provider answered is released: it cost nothing.
 func (s *Server) settle(o *observation) {
-	c := o.claims
-	res := o.served
-	usageKnown := res != nil && res.Err == nil && (res.Usage.InputTokens > 0 || res.Usage.OutputTokens > 0)
-	if usageKnown {
-		o.cost, o.priced = s.price(o.servedProvider, o.servedWith, res)
+	c, res, h := o.claims, o.served, o.claims.Hold
+	var actual map[counters.Unit]int64 // nil: every unit settles at what it reserved
+	if res != nil {
+		u := res.Usage
+		known := u.InputTokens > 0 || u.OutputTokens > 0
+		if res.Err != nil && h != nil {
+			// Cut: the output so far is unknown, but cannot pass max_tokens.
+			known = u.InputTokens > 0 && h.MaxOutput > 0
+			u.OutputTokens = max(u.OutputTokens, h.MaxOutput)
+			o.estimated = true
+		}
+		if known {
+			actual = map[counters.Unit]int64{counters.UnitTokens: u.InputTokens + u.OutputTokens}
+			if o.cost, o.priced = s.price(o.servedProvider, o.servedWith, res.ResponseModel, u); o.priced {
+				actual[counters.UnitNanoUSD] = int64(o.cost)
+			}
+		}
 	}
-	h := c.Hold
 	if h == nil {
 		return
+	}
+	if res != nil && actual[counters.UnitNanoUSD] == 0 && !o.priced {
+		for _, cn := range h.Counters { // the reserved worst case stands
+			if cn.Unit == counters.UnitNanoUSD {
+				o.cost, o.priced, o.estimated = money.NanoUSD(cn.Amount), true, true
+				break
+			}
+		}
 	}
 	store := s.cfg.Counters
 	if store == nil {
@@ -49,22 +72,10 @@ func (s *Server) settle(o *observation) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(o.ctx), settleTimeout)
 	defer cancel()
 	var err error
-	switch {
-	case res == nil:
+	if res == nil {
 		err = store.Release(ctx, h.Slot, c.RequestID, h.Counters)
-	case usageKnown:
-		u := res.Usage
-		err = store.Settle(ctx, h.Slot, c.RequestID, h.Counters, map[counters.Unit]int64{
-			counters.UnitNanoUSD: int64(o.cost), counters.UnitTokens: u.InputTokens + u.OutputTokens})
-	default:
-		// Every unit settles at what it reserved.
-		err = store.Settle(ctx, h.Slot, c.RequestID, h.Counters, nil)
-		for _, cn := range h.Counters {
-			if cn.Unit == counters.UnitNanoUSD {
-				o.cost, o.priced, o.estimated = money.NanoUSD(cn.Amount), true, true
-				break
-			}
-		}
+	} else {
+		err = store.Settle(ctx, h.Slot, c.RequestID, h.Counters, actual)
 	}
 	if err != nil {
 		s.cfg.Metrics.CounterStoreError("settle")
@@ -73,20 +84,19 @@ func (s *Server) settle(o *observation) {
 	}
 }
 
-// price is what the attempt cost at its provider's prices: for the model it was sent, else
-// the model the provider says answered.
-func (s *Server) price(p *attempt.Provider, model string, res *attempt.Result) (money.NanoUSD, bool) {
+// price is what usage costs at the provider's prices: for the model the attempt was sent,
+// else the model the provider says answered.
+func (s *Server) price(p *attempt.Provider, model, responseModel string, u attempt.Usage) (money.NanoUSD, bool) {
 	if p == nil {
 		return 0, false
 	}
 	price, ok := pricing.Resolve(s.cfg.Prices, string(p.Type), p.Prices, model)
-	if !ok && res.ResponseModel != "" {
-		price, ok = pricing.Resolve(s.cfg.Prices, string(p.Type), p.Prices, res.ResponseModel)
+	if !ok && responseModel != "" {
+		price, ok = pricing.Resolve(s.cfg.Prices, string(p.Type), p.Prices, responseModel)
 	}
 	if !ok {
 		return 0, false
 	}
-	u := res.Usage
 	return price.Cost(pricing.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
 		CacheReadTokens: u.CacheReadTokens, CacheCreationTokens: u.CacheCreationTokens,
 		CacheCreation1hTokens: u.CacheCreation1hTokens, ReasoningTokens: u.ReasoningTokens}), true
@@ -129,13 +139,16 @@ func (s *Server) reserveProvider(ctx context.Context, req *attempt.Request, p *a
 		adm, err = store.Reserve(ctx, slot, attemptID(req, p), cs)
 	}
 	if err != nil {
-		s.cfg.Metrics.CounterStoreError("reserve")
+		if store != nil && ctx.Err() == nil {
+			s.cfg.Metrics.CounterStoreError("reserve")
+		}
 		if s.cfg.CountersFailOpen {
 			return nil, nil, nil
 		}
-		e := *errCounterStore
-		e.Cause = err
-		return nil, nil, &e
+		if s.storeWarn.Allow() {
+			s.cfg.Logger.Error("dispatcher: counter store unavailable; skipping providers with rate limits (fail closed)", "err", err)
+		}
+		return nil, nil, errCounterStore
 	}
 	if !adm.OK {
 		c := cs[adm.Denied]
@@ -184,19 +197,21 @@ func (s *Server) rateLimited(o *observation, w http.ResponseWriter, req *attempt
 
 // applyCacheMode applies the request's prompt-cache mode to its body and says on the
 // response which mode applied. force adds breakpoints only to Anthropic-format requests,
-// the only format that has them.
+// the only format that has them; on others respect applies.
 func applyCacheMode(w http.ResponseWriter, mode string, f wire.Format, body []byte) []byte {
 	if mode == "" {
 		return body
 	}
-	w.Header().Set(wire.HeaderCache, mode)
 	switch config.CacheMode(mode) {
 	case config.CacheDisable:
 		body, _ = cachectl.Strip(body)
 	case config.CacheForce:
-		if f == wire.Anthropic {
+		if f != wire.Anthropic {
+			mode = string(config.CacheRespect) // nothing to force: OpenAI caches by itself
+		} else {
 			body, _ = cachectl.Force(body)
 		}
 	}
+	w.Header().Set(wire.HeaderCache, mode)
 	return body
 }

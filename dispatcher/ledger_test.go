@@ -35,6 +35,7 @@ func governedServer(t *testing.T, lane Lane) (*Server, counters.Store, *time.Tim
 		c.Providers[i].Pricing = pricing.Overrides{"*": price}
 	}
 	c.Providers[1].Limits = config.RateLimits{RPM: 1}
+	c.Providers[1].Pricing = pricing.Overrides{"m": price} // "unpriced" has none
 	if err := s.Load(c); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func governedServer(t *testing.T, lane Lane) (*Server, counters.Store, *time.Tim
 }
 
 // hold reserves a budget of 1 USD as extproc would, for the claims' request id.
-func hold(t *testing.T, st counters.Store, c *ctxtoken.Claims, worst int64) {
+func hold(t *testing.T, st counters.Store, c *ctxtoken.Claims, worst, maxOut int64) {
 	t.Helper()
 	adm, err := st.Reserve(context.Background(), counters.OrgSlot("acme"), c.RequestID, []counters.Counter{
 		{Key: counters.BudgetKey("bg_1", counters.WindowTotal), Window: counters.WindowTotal, Unit: counters.UnitNanoUSD,
@@ -50,7 +51,7 @@ func hold(t *testing.T, st counters.Store, c *ctxtoken.Claims, worst int64) {
 	if err != nil || !adm.OK {
 		t.Fatalf("reserve: %v %+v", err, adm)
 	}
-	c.Hold = &ctxtoken.Hold{Slot: counters.OrgSlot("acme"), Counters: adm.Counters}
+	c.Hold = &ctxtoken.Hold{Slot: counters.OrgSlot("acme"), Counters: adm.Counters, MaxOutput: maxOut}
 }
 
 func spent(t *testing.T, st counters.Store) (int64, int64) {
@@ -75,21 +76,28 @@ func usageStep(in, out int64, cut bool) step {
 
 func TestSettleWithProviderUsage(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		steps []step
-		want  int64
+		name   string
+		steps  []step
+		maxOut int64
+		chain  string
+		want   int64
 	}{
-		{"priced usage", []step{usageStep(1000, 100, false)}, 1000*1000 + 100*2000},
-		{"usage unknown keeps the worst case", []step{usageStep(0, 0, false)}, 5_000_000},
-		{"a cut answer keeps the worst case", []step{usageStep(1000, 1, true)}, 5_000_000},
-		{"nobody answered: released", []step{fail(503, true, `{}`), fail(503, true, `{}`)}, 0},
+		{"priced usage", []step{usageStep(1000, 100, false)}, 0, "", 1000*1000 + 100*2000},
+		{"usage unknown keeps the worst case", []step{usageStep(0, 0, false)}, 0, "", 5_000_000},
+		{"a cut answer: its input, and all of max_tokens", []step{usageStep(1000, 1, true)}, 300, "", 1000*1000 + 300*2000},
+		{"a cut answer without input keeps the worst case", []step{usageStep(0, 0, true)}, 300, "", 5_000_000},
+		{"an unpriced model keeps the worst case", []step{usageStep(1000, 100, false)}, 0, "oa2:unpriced", 5_000_000},
+		{"nobody answered: released", []step{fail(503, true, `{}`), fail(503, true, `{}`)}, 0, "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Twice the script: the request is sent twice.
 			s, st, _ := governedServer(t, newLane(t, append(tc.steps, tc.steps...)...))
 			c := claims(wire.OpenAI, false, chain("oa:gpt-4o-mini", "oa:gpt-4o")...)
 			c.Chain = c.Chain[:len(tc.steps)]
-			hold(t, st, c, 5_000_000)
+			if tc.chain != "" {
+				c.Chain = chain(tc.chain)
+			}
+			hold(t, st, c, 5_000_000, tc.maxOut)
 			rec := httptest.NewRecorder()
 			s.ServeHTTP(rec, request(t, "/v1/chat/completions", `{"model":"m"}`, sign(t, testSignKey, c)))
 			if got, reserved := spent(t, st); got != tc.want || reserved != 0 {

@@ -255,8 +255,10 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 			return res // the client left; nothing more to tell it
 		}
 		if !sse {
-			// A truncated JSON body must not look complete: abort the connection.
-			panic(http.ErrAbortHandler)
+			// A truncated JSON body must not look complete: the dispatcher aborts the
+			// connection once it has recorded the attempt.
+			res.Abort = true
+			return res
 		}
 		e := apierror.New(http.StatusBadGateway, "upstream_stream_error", "The provider's stream ended unexpectedly.")
 		_, _ = w.Write(e.StreamEvent(req.ClientFormat, req.RequestID))

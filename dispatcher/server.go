@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/counters"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/logging"
 	"github.com/sluice-gateway/sluice/internal/metrics"
 	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/reqid"
@@ -88,7 +89,8 @@ type Server struct {
 	// capture holds the projects whose spans record prompts and completions.
 	capture atomic.Pointer[map[string]bool]
 	// breakers hold one circuit per provider credential, shared by every request.
-	breakers *breaker.Set
+	breakers  *breaker.Set
+	storeWarn logging.EverySecond
 }
 
 // New returns a server with no providers; call Load before serving traffic.
@@ -295,6 +297,7 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 	var last *attempt.Result
 	var limited *providerLimited // the soonest-free provider skipped for its rate limits
 	circuitOpen := false         // a provider was skipped for its open circuit
+	var storeErr *apierror.Error // a provider was skipped: its limits could not be checked
 	failed := 0
 	for i, a := range chain {
 		if fb != nil && fb.MaxAttempts > 0 && obs.attempts >= fb.MaxAttempts {
@@ -328,9 +331,11 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 		}
 		hold, lim, herr := s.reserveProvider(ctx, req, p)
 		if herr != nil {
+			// Its limits cannot be checked: skipped, like a full limit; another provider
+			// may have none.
 			permit.Record(breaker.Neutral)
-			obs.fail(w, herr, req.ClientFormat)
-			return
+			storeErr = herr
+			continue
 		}
 		if lim != nil {
 			permit.Record(breaker.Neutral)
@@ -347,6 +352,10 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 		recordOutcome(ctx, permit, &res, s.cfg.Now())
 		if res.Committed {
 			obs.status = res.Status
+			if res.Abort {
+				// After the attempt is recorded: the deferred settle sees a cut answer.
+				panic(http.ErrAbortHandler)
+			}
 			return
 		}
 		if res.Err != nil {
@@ -365,6 +374,10 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 	}
 	if (last == nil || last.Status == 0) && limited != nil {
 		s.rateLimited(obs, w, req, limited)
+		return
+	}
+	if last == nil && storeErr != nil {
+		obs.fail(w, storeErr, req.ClientFormat)
 		return
 	}
 	if last == nil && circuitOpen {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluice-gateway/sluice/internal/apierror"
@@ -80,16 +79,6 @@ func (s *Server) resolve(ctx context.Context, d vkey.Digest) *keyRef {
 		s.cfg.Logger.Warn("extproc: on-demand key lookup failed", "err", err)
 	}
 	return nil
-}
-
-// everySecond lets one event through per second.
-type everySecond struct{ last atomic.Int64 }
-
-// Allow reports whether a second has passed since it last returned true.
-func (e *everySecond) Allow() bool {
-	now := time.Now().UnixNano()
-	last := e.last.Load()
-	return now-last >= int64(time.Second) && e.last.CompareAndSwap(last, now)
 }
 
 // missCache remembers hashes the control plane did not know, for a short time, so a client

@@ -3,6 +3,7 @@ package extproc
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,12 +116,43 @@ func (r *request) checkPolicy(body []byte) *apierror.Error {
 		policyscan.Tools(body, shape, check(p.tools, "tool_not_allowed", "the tool"))
 	}
 	if bad == nil && p.mcp != nil {
-		policyscan.MCPServers(body, check(p.mcp, "mcp_not_allowed", "the MCP server"))
+		policyscan.MCPServers(body, normalized(check(p.mcp, "mcp_not_allowed", "the MCP server")))
 	}
 	if bad == nil && p.urls != nil {
-		policyscan.URLs(body, check(p.urls, "url_not_allowed", "the URL"))
+		policyscan.URLs(body, normalized(check(p.urls, "url_not_allowed", "the URL")))
 	}
 	return bad
+}
+
+// normalized hands fn a URL as a provider's fetcher would resolve it: scheme and host in
+// lower case, the host percent-decoded and without a trailing dot or userinfo, so a rule
+// on "evil\.example" also stops "https://EVIL.example." and "https://evil%2eexample". Other
+// strings (MCP server names) pass as they are.
+func normalized(fn func(string) bool) func(string) bool {
+	return func(s string) bool {
+		i := strings.Index(s, "://")
+		if i < 0 || !strings.EqualFold(s[:i], "http") && !strings.EqualFold(s[:i], "https") {
+			return fn(s)
+		}
+		scheme, rest := strings.ToLower(s[:i]), s[i+3:]
+		end := strings.IndexAny(rest, "/?#")
+		if end < 0 {
+			end = len(rest)
+		}
+		authority, tail := rest[:end], rest[end:]
+		if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+			authority = authority[at+1:]
+		}
+		if a, err := url.PathUnescape(authority); err == nil {
+			authority = a
+		}
+		authority = strings.ToLower(authority)
+		host, port := authority, ""
+		if c := strings.LastIndexByte(authority, ':'); c > strings.LastIndexByte(authority, ']') {
+			host, port = authority[:c], authority[c:]
+		}
+		return fn(scheme + "://" + strings.TrimSuffix(host, ".") + port + tail)
+	}
 }
 
 var errCacheMode = func() *apierror.Error {
@@ -192,15 +224,29 @@ func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, 
 	store := r.srv.cfg.Counters
 	m := r.srv.cfg.Metrics
 	if store == nil {
-		return r.storeDown(errors.New("no counter store is configured"), cs)
+		return r.storeDown(errors.New("no counter store is configured"), cs, maxOut)
 	}
 	adm, err := store.Reserve(r.ctx, counters.OrgSlot(k.org), r.id, cs)
 	if err != nil {
-		m.CounterStoreError("reserve")
-		return r.storeDown(err, cs)
+		if errors.Is(err, counters.ErrInvalid) || errors.Is(err, counters.ErrIDReused) {
+			// A bug, not an outage: never a reason to admit unchecked.
+			return nil, "", apierror.As(err)
+		}
+		if r.ctx.Err() == nil { // a client that left is not a store error
+			m.CounterStoreError("reserve")
+		}
+		return r.storeDown(err, cs, maxOut)
 	}
 	if !adm.OK {
 		c := cs[adm.Denied]
+		if c.Unit == counters.UnitTokens && c.Amount > c.Limit {
+			// No window will ever fit it: retrying is pointless.
+			e := apierror.New(http.StatusBadRequest, "exceeds_rate_limit",
+				"This request alone may use "+strconv.FormatInt(c.Amount, 10)+" tokens (its input and max_tokens), over this key's tpm="+
+					strconv.FormatInt(c.Limit, 10)+"; lower max_tokens.")
+			e.Param = "max_tokens"
+			return nil, "", e
+		}
 		if c.Unit == counters.UnitNanoUSD {
 			b := k.budgets[adm.Denied]
 			m.BudgetDenied(b.kind, string(b.window))
@@ -227,14 +273,14 @@ func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, 
 			m.BudgetWarning(b.kind)
 		}
 	}
-	return &ctxtoken.Hold{Slot: counters.OrgSlot(k.org), Counters: adm.Counters}, strings.Join(warn, ", "), nil
+	return &ctxtoken.Hold{Slot: counters.OrgSlot(k.org), Counters: adm.Counters, MaxOutput: maxOut}, strings.Join(warn, ", "), nil
 }
 
 // storeDown applies the configured failure mode when the counter store cannot answer.
 // Failing open, the request still carries its counters (in the windows of now), so the
 // dispatcher's settle debits its spend once the store answers again: nothing is lost
 // beyond the check itself.
-func (r *request) storeDown(err error, cs []counters.Counter) (*ctxtoken.Hold, string, *apierror.Error) {
+func (r *request) storeDown(err error, cs []counters.Counter, maxOut int64) (*ctxtoken.Hold, string, *apierror.Error) {
 	if r.srv.cfg.CountersFailOpen {
 		if r.srv.storeWarn.Allow() {
 			r.srv.cfg.Logger.Warn("extproc: counter store unavailable; admitting without budgets or rate limits (fail open)", "err", err)
@@ -244,11 +290,12 @@ func (r *request) storeDown(err error, cs []counters.Counter) (*ctxtoken.Hold, s
 			start, _ := cs[i].Window.Bounds(now)
 			cs[i].Start = start.Unix()
 		}
-		return &ctxtoken.Hold{Slot: counters.OrgSlot(r.key.org), Counters: cs}, "", nil
+		return &ctxtoken.Hold{Slot: counters.OrgSlot(r.key.org), Counters: cs, MaxOutput: maxOut}, "", nil
 	}
-	e := *errCounterStore
-	e.Cause = err
-	return nil, "", &e
+	if r.srv.storeWarn.Allow() {
+		r.srv.cfg.Logger.Error("extproc: counter store unavailable; refusing requests under budgets or rate limits (fail closed)", "err", err)
+	}
+	return nil, "", errCounterStore
 }
 
 // blocksSpend reports whether any budget of the key blocks.

@@ -202,6 +202,8 @@ func TestPolicyRules(t *testing.T) {
 		{"denied tool, anthropic", `{"model":"claude-haiku-4-5","max_tokens":5,"messages":[],"tools":[{"name":"shell","input_schema":{}}]}`, "tool_not_allowed", "shell", true},
 		{"mcp not on the allow list", `{"model":"claude-haiku-4-5","max_tokens":5,"messages":[],"mcp_servers":[{"type":"url","name":"crm","url":"https://crm.example/mcp"}]}`, "mcp_not_allowed", "crm", true},
 		{"denied url", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"read https://evil.example/x please"}]}`, "url_not_allowed", "https://evil.example/x", false},
+		{"denied url, upper-case host", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"read https://EVIL.Example./x"}]}`, "url_not_allowed", "evil.example/x", false},
+		{"denied url, escaped host", `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"read https://evil%2eexample/x"}]}`, "url_not_allowed", "https://evil.example/x", false},
 		{"denied url, anthropic", `{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"user","content":"see https://evil.example/y."}]}`, "url_not_allowed", "https://evil.example/y", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

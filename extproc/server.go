@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/counters"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
+	"github.com/sluice-gateway/sluice/internal/logging"
 	"github.com/sluice-gateway/sluice/internal/metrics"
 	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/vkey"
@@ -88,8 +89,8 @@ type Server struct {
 	// resolver is set once before serving, see SetResolver.
 	resolver   KeyResolver
 	lookups    chan struct{} // semaphore: on-demand lookups in flight
-	lookupWarn everySecond
-	storeWarn  everySecond
+	lookupWarn logging.EverySecond
+	storeWarn  logging.EverySecond
 	prices     *pricing.Table
 	guardOpts  guardrail.Options // shared by every compiled guardrail: one webhook client
 }

@@ -55,6 +55,9 @@ type Result struct {
 	// requests, verbatim for passthrough).
 	Header http.Header
 	Body   []byte
+	// Abort asks the dispatcher to abort the client's connection: a committed answer was
+	// cut where no error can be written in band (a JSON body), so it must not look complete.
+	Abort bool
 	// Timeout marks an attempt that failed because the provider was too slow: to connect,
 	// to send its first byte, or between stream chunks.
 	Timeout bool

@@ -70,6 +70,9 @@ type Fallback struct {
 type Hold struct {
 	Slot     string             `json:"s"`
 	Counters []counters.Counter `json:"c"`
+	// MaxOutput is the most output the request allows (its max_tokens, or the default
+	// assumed), what an answer cut short is charged for.
+	MaxOutput int64 `json:"o,omitempty"`
 }
 
 // Trace locates a request in its trace; ids are lower-case hex.

@@ -6,8 +6,13 @@ import "github.com/tidwall/gjson"
 // when its worst case is reserved, unless its key configures another default.
 const DefaultMaxTokens = 4096
 
-// maxChoices bounds the choice count (OpenAI's n) a worst case multiplies by.
-const maxChoices = 128
+// maxChoices bounds the choice count (OpenAI's n) a worst case multiplies by, and
+// maxOutput the output tokens one choice is assumed to reach: no model writes more, and the
+// product stays far from overflowing whatever a client sends.
+const (
+	maxChoices = 128
+	maxOutput  = 1 << 24
+)
 
 // MaxOutputTokens is the most output a request body allows: its max_tokens (or the chat
 // completions and Responses spellings, max_completion_tokens and max_output_tokens) times
@@ -17,11 +22,11 @@ func MaxOutputTokens(body []byte, fallback int64) int64 {
 	var out int64
 	for _, v := range res[:3] {
 		if v.Type == gjson.Number && v.Int() > out {
-			out = v.Int()
+			out = min(v.Int(), maxOutput)
 		}
 	}
 	if out <= 0 {
-		out = fallback
+		out = min(fallback, maxOutput)
 		if out <= 0 {
 			out = DefaultMaxTokens
 		}
@@ -33,5 +38,6 @@ func MaxOutputTokens(body []byte, fallback int64) int64 {
 }
 
 // EstimateTokens is the typical token count of n bytes of request, about four bytes per
-// token: what a token rate limit reserves before the provider's count corrects it.
+// token: what a token rate limit reserves before the provider's count corrects it. n is a
+// body length, far from overflowing.
 func EstimateTokens(n int64) int64 { return (n + 3) / 4 }

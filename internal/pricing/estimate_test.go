@@ -17,6 +17,8 @@ func TestMaxOutputTokens(t *testing.T) {
 		{`{}`, 77, 77},
 		{`{"max_tokens":"lots"}`, 0, DefaultMaxTokens},
 		{`{"max_tokens":-5}`, 9, 9},
+		{`{"max_tokens":9223372036854775807}`, 0, maxOutput},
+		{`{"max_tokens":4611686018427387904,"n":4}`, 0, 4 * maxOutput},
 	} {
 		if got := MaxOutputTokens([]byte(tc.body), tc.fallback); got != tc.want {
 			t.Errorf("MaxOutputTokens(%s, %d) = %d, want %d", tc.body, tc.fallback, got, tc.want)

@@ -93,7 +93,7 @@ func TestPolicyRefusals(t *testing.T) {
 		{name: "anthropic tool", anthropic: true, body: anTool, status: 403, code: "tool_not_allowed", item: "run_shell"},
 		{name: "openai mcp", body: oaMCP, status: 403, code: "mcp_not_allowed", item: "crm"},
 		{name: "anthropic mcp", anthropic: true, body: anMCP, status: 403, code: "mcp_not_allowed", item: "crm"},
-		{name: "openai url", body: oaURL, status: 403, code: "url_not_allowed", item: "https://EVIL.example/report"},
+		{name: "openai url", body: oaURL, status: 403, code: "url_not_allowed", item: "https://evil.example/report"},
 		{name: "anthropic url", anthropic: true, body: anURL, status: 403, code: "url_not_allowed", item: "https://evil.example/cat.png"},
 	} {
 		t.Run(r.name, func(t *testing.T) {

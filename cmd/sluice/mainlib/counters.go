@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/sluice-gateway/sluice/internal/counters"
 )
@@ -35,20 +36,27 @@ func (c *counterFlags) failOpen() (bool, error) {
 	return false, fmt.Errorf("--counter-failure-mode %q: want closed or open", c.failureMode)
 }
 
+// counterOptions: a hold the dispatcher never settles (the request never reached it, or it
+// crashed) stops counting after HoldTTL; a settled request id is remembered long enough to
+// make any repeated settle a no-op, and no longer (each costs memory and journal space).
+var counterOptions = counters.Options{HoldTTL: 15 * time.Minute, SettledTTL: 2 * time.Hour}
+
 // openCounters opens the counter store: Redis when redisURL is set (a fleet: every replica
 // counts in one place), else the in-process store persisted in stateDir (nothing when
 // stateDir is empty too). It closes with g.
 func openCounters(g *group, logger *slog.Logger, redisURL, stateDir string) (counters.Store, error) {
 	var st counters.Store
 	var err error
+	opts := counterOptions
+	opts.Logger = logger.With("component", "counters")
 	switch {
 	case redisURL != "":
-		st, err = counters.OpenRedis(redisURL, counters.Options{})
+		st, err = counters.OpenRedis(redisURL, opts)
 	case stateDir != "":
 		if err := os.MkdirAll(stateDir, 0o700); err != nil {
 			return nil, err
 		}
-		st, err = counters.OpenMemory(filepath.Join(stateDir, "counters.journal"), counters.Options{})
+		st, err = counters.OpenMemory(filepath.Join(stateDir, "counters.journal"), opts)
 	default:
 		return nil, nil
 	}
