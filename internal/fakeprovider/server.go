@@ -90,6 +90,9 @@ type Script struct {
 	CutAfterEvents int
 	Text           string // overrides DefaultText; with a tool call, also sent as text first
 	ToolCall       bool   // answer with a tool call even when the request declares no tools
+	// Reset closes the connection without any response (after FirstByteDelay): what a
+	// crashed or overloaded upstream's load balancer does.
+	Reset bool
 	Usage          *Usage // overrides the deterministic usage
 }
 
@@ -161,7 +164,7 @@ func (s *Server) clearLocked(marker string) {
 func isZero(sc Script) bool {
 	return sc.Status == 0 && len(sc.Header) == 0 && sc.FirstByteDelay == 0 &&
 		sc.EventDelay == 0 && sc.CutAfterEvents == 0 && sc.Text == "" && !sc.ToolCall &&
-		sc.Usage == nil
+		sc.Usage == nil && !sc.Reset
 }
 
 // Requests returns copies of the recorded requests whose body contains marker ("" = all),
@@ -263,6 +266,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !wait(r.Context(), sc.FirstByteDelay) {
 		return
+	}
+	if sc.Reset {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
+					_ = tc.SetLinger(0) // RST, not FIN
+				}
+				conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler)
 	}
 	for k, v := range sc.Header {
 		w.Header().Set(k, v)

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/sluice-gateway/sluice/dispatcher"
+	"github.com/sluice-gateway/sluice/dispatcher/breaker"
 	"github.com/sluice-gateway/sluice/dispatcher/translate"
 	"github.com/sluice-gateway/sluice/extproc"
 	"github.com/sluice-gateway/sluice/internal/config"
@@ -287,6 +288,7 @@ type dispatcherOptions struct {
 	obs         *observability
 	counters    counters.Store // nil: holds cannot be settled; provider limits meet the failure mode
 	failOpen    bool
+	breakers    breaker.Config
 }
 
 // startDispatcher serves the dispatcher and returns its address and fleet client.
@@ -302,7 +304,7 @@ func startDispatcher(ctx context.Context, g *group, logger *slog.Logger, cancel 
 	disp, err := dispatcher.New(dispatcher.Config{Logger: logger.With("component", "dispatcher"),
 		Verifier: o.verifier, Translator: tr, Keyring: o.keyring, Getenv: o.getenv, CredentialEnv: o.providerEnv,
 		Tracer: o.obs.tracer("sluice/dispatcher"), Metrics: o.obs.metrics, AccessLog: o.obs.accessLog,
-		Counters: o.counters, CountersFailOpen: o.failOpen})
+		Counters: o.counters, CountersFailOpen: o.failOpen, Breakers: o.breakers})
 	if err != nil {
 		return "", nil, err
 	}

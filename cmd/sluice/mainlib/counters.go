@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/sluice-gateway/sluice/dispatcher/breaker"
 	"github.com/sluice-gateway/sluice/internal/counters"
 )
 
@@ -69,4 +70,20 @@ func openCounters(g *group, logger *slog.Logger, redisURL, stateDir string) (cou
 		}
 	})
 	return st, nil
+}
+
+// breakerFlags tune the dispatcher's per-provider circuit breakers.
+type breakerFlags struct {
+	threshold        int
+	window, cooldown time.Duration
+}
+
+func (b *breakerFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&b.threshold, "breaker-threshold", 5, "provider failures (5xx, timeouts, network errors) within --breaker-window that open its circuit")
+	fs.DurationVar(&b.window, "breaker-window", 30*time.Second, "the window provider failures are counted over")
+	fs.DurationVar(&b.cooldown, "breaker-cooldown", 30*time.Second, "how long an open circuit skips its provider before one probe may try it")
+}
+
+func (b *breakerFlags) config() breaker.Config {
+	return breaker.Config{Threshold: b.threshold, Window: b.window, Cooldown: b.cooldown}
 }

@@ -36,6 +36,7 @@ type serveFlags struct {
 	envoyConcurrency                                int
 	obs                                             obsFlags
 	counters                                        counterFlags
+	breakers                                        breakerFlags
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,6 +58,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&f.demo, "demo", false, "run a built-in fake provider and print a ready demo key")
 	f.obs.register(fs)
 	f.counters.register(fs)
+	f.breakers.register(fs)
 	fs.IntVar(&f.envoyConcurrency, "envoy-concurrency", 0, "Envoy worker threads (default: one per core)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -250,7 +252,7 @@ func runServe(sigCtx context.Context, f serveFlags, stdout, stderr io.Writer, lo
 	}
 	dispAddr, dClient, err := startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: f.dispatcherListen,
 		verifier: verifier, keyring: keyring, getenv: getenv, providerEnv: providerEnv, source: srcDisp, obs: obs,
-		counters: ctrs, failOpen: failOpen})
+		counters: ctrs, failOpen: failOpen, breakers: f.breakers.config()})
 	if err != nil {
 		return err
 	}

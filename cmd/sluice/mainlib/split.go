@@ -205,12 +205,14 @@ func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var c commonFlags
 	var of obsFlags
 	var cf counterFlags
+	var bf breakerFlags
 	var listenAddr, xdsAddr, providerEnv, redisURL string
 	fs := flag.NewFlagSet("dispatcher", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c.register(fs)
 	of.register(fs)
 	cf.register(fs)
+	bf.register(fs)
 	fs.StringVar(&redisURL, "redis-url", os.Getenv("SLUICE_REDIS_URL"), redisCountersUsage)
 	fs.StringVar(&providerEnv, "provider-env", defaultProviderEnv, "environment variables a provider's credentials_env may name")
 	fs.StringVar(&listenAddr, "listen", "127.0.0.1:9100", "dispatcher HTTP address (only Envoy may reach it)")
@@ -241,7 +243,7 @@ func runDispatcher(ctx context.Context, args []string, stdout, stderr io.Writer)
 		}
 		_, _, err = startDispatcher(ctx, g, logger, cancel, dispatcherOptions{listen: listenAddr, verifier: verifier,
 			keyring: keyring, getenv: os.Getenv, providerEnv: splitList(providerEnv), source: src, obs: obs,
-			counters: ctrs, failOpen: failOpen})
+			counters: ctrs, failOpen: failOpen, breakers: bf.config()})
 		return err
 	})
 }
