@@ -261,7 +261,7 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 			return res
 		}
 		e := apierror.New(http.StatusBadGateway, "upstream_stream_error", "The provider's stream ended unexpectedly.")
-		_, _ = w.Write(e.StreamEvent(req.ClientFormat, req.RequestID))
+		_, _ = w.Write(e.StreamEvent(req.ClientFormat, req.Endpoint, req.RequestID))
 		_ = http.NewResponseController(w).Flush()
 	}
 	return res

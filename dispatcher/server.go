@@ -308,6 +308,13 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 			s.cfg.Logger.Warn("dispatcher: provider in chain is not configured", "request_id", req.RequestID, "provider", a.Provider)
 			continue
 		}
+		if req.Endpoint == wire.CountTokens && p.Type.Format() != wire.Anthropic {
+			// Only Anthropic counts tokens for a Messages body; for any other provider the
+			// gateway estimates, and says so.
+			countTokensLocally(w, req.Body)
+			obs.status = http.StatusOK
+			return
+		}
 		permit, ok := s.breakers.Allow(p.ID)
 		if !ok {
 			// Open, or paused by the provider's own retry-after: skipped, not attempted.
@@ -443,4 +450,16 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 		return t.Sub(now), true
 	}
 	return 0, false
+}
+
+// countTokensLocally answers POST /v1/messages/count_tokens with an estimate: about four
+// bytes of request per token, what a client needs to budget its context window.
+func countTokensLocally(w http.ResponseWriter, body []byte) {
+	out := []byte(`{"input_tokens":` + strconv.FormatInt(pricing.EstimateTokens(int64(len(body))), 10) + `}`)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	h.Set("X-Sluice-Token-Count", "estimate")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
 }

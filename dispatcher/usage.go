@@ -33,9 +33,11 @@ var meterBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 type dialect uint8
 
 const (
-	dialectNone          dialect = iota
-	dialectOpenAIChat            // OpenAI chat completions, and OpenAI-compatible servers
-	dialectAnthropicMsgs         // Anthropic Messages
+	dialectNone             dialect = iota
+	dialectOpenAIChat               // OpenAI chat completions, and OpenAI-compatible servers
+	dialectAnthropicMsgs            // Anthropic Messages
+	dialectOpenAIResponses          // OpenAI Responses (and its compaction)
+	dialectOpenAIEmbeddings         // OpenAI embeddings: input tokens only
 )
 
 func dialectOf(e wire.Endpoint) dialect {
@@ -44,6 +46,10 @@ func dialectOf(e wire.Endpoint) dialect {
 		return dialectOpenAIChat
 	case wire.Messages:
 		return dialectAnthropicMsgs
+	case wire.Responses, wire.ResponsesCompact:
+		return dialectOpenAIResponses
+	case wire.Embeddings:
+		return dialectOpenAIEmbeddings
 	}
 	return dialectNone
 }
@@ -175,10 +181,17 @@ func (f *meterFindings) readJSONAnswer(d dialect, body []byte) {
 				f.model = strings.Clone(v.Str)
 			}
 		case "usage":
-			if d == dialectOpenAIChat {
+			switch d {
+			case dialectOpenAIChat, dialectOpenAIEmbeddings:
 				f.openAIUsage(v)
-			} else {
+			case dialectOpenAIResponses:
+				f.responsesUsage(v)
+			default:
 				f.anthropicUsage(v)
+			}
+		case "status":
+			if d == dialectOpenAIResponses {
+				f.setReason(0, v)
 			}
 		case "choices":
 			if d == dialectOpenAIChat {
@@ -344,4 +357,36 @@ func firstNonSpace(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// responsesUsage takes a Responses usage object: input_tokens counts the cache, like
+// OpenAI's chat prompt_tokens, so the figures land in the OpenAI fields.
+func (f *meterFindings) responsesUsage(u gjson.Result) {
+	if !u.IsObject() {
+		return
+	}
+	f.openAI = true
+	f.prompt = u.Get("input_tokens").Int()
+	f.completion = u.Get("output_tokens").Int()
+	f.cached = u.Get("input_tokens_details.cached_tokens").Int()
+	f.reasoning = u.Get("output_tokens_details.reasoning_tokens").Int()
+}
+
+// responsesEvent reads a Responses stream's terminal event (response.completed,
+// response.incomplete or response.failed), which carries the whole response with its usage.
+func (f *meterFindings) responsesEvent(data []byte) {
+	r := gjson.GetBytes(data, "response")
+	if !r.IsObject() {
+		return
+	}
+	if m := r.Get("model"); m.Type == gjson.String {
+		f.model = strings.Clone(m.Str)
+	}
+	f.responsesUsage(r.Get("usage"))
+	f.setReason(0, r.Get("status"))
+}
+
+// responsesTerminal reports whether a Responses event type ends the stream.
+func responsesTerminal(typ []byte) bool {
+	return string(typ) == "response.completed" || string(typ) == "response.incomplete" || string(typ) == "response.failed"
 }

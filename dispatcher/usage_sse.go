@@ -149,7 +149,8 @@ func (s *sseScanner) handleLine(line []byte, stable bool, f *meterFindings) {
 		if v, ok := fieldValue(line[5:]); ok {
 			n := copy(s.eventBuf[:], v)
 			s.event = s.eventBuf[:n]
-			if s.dialect == dialectAnthropicMsgs && !anthropicUsageEvent(s.event) {
+			if s.dialect == dialectAnthropicMsgs && !anthropicUsageEvent(s.event) ||
+				s.dialect == dialectOpenAIResponses && !responsesTerminal(s.event) {
 				s.skip = true
 			}
 		}
@@ -213,6 +214,12 @@ func (s *sseScanner) dispatch(f *meterFindings) {
 			f.openAIChunk(s.data)
 		case dialectAnthropicMsgs:
 			f.anthropicEvent(string(s.event), s.data)
+		case dialectOpenAIResponses:
+			// OpenAI names every event; without a name, only a terminal type is decoded.
+			if len(s.event) > 0 || bytes.Contains(s.data, []byte(`"response.completed"`)) ||
+				bytes.Contains(s.data, []byte(`"response.incomplete"`)) || bytes.Contains(s.data, []byte(`"response.failed"`)) {
+				f.responsesEvent(s.data)
+			}
 		}
 	}
 	s.event, s.data, s.lines, s.owned, s.skip = nil, nil, 0, false, false

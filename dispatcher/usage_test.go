@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -444,4 +446,24 @@ func TestUsageMeterClientGone(t *testing.T) {
 	if want := (attempt.Usage{InputTokens: 1117, OutputTokens: 46, CacheReadTokens: 1024}); res.Usage != want {
 		t.Errorf("usage %+v, want %+v", res.Usage, want)
 	}
+}
+
+// Responses and embeddings answers are metered from the provider's own figures; a recorded
+// Responses stream is read the same at every split.
+func TestMeterResponsesAndEmbeddings(t *testing.T) {
+	rec, err := os.ReadFile("../extproc/content/testdata/openai_responses.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := regexp.MustCompile(`"model":"([^"]+)"`).FindStringSubmatch(string(rec))[1]
+	want := metered{attempt.Usage{InputTokens: 1893, OutputTokens: 211, CacheReadTokens: 1536, ReasoningTokens: 128}, model, "completed"}
+	checkEverySplit(t, wire.Responses, true, string(rec), want)
+
+	json := `{"id":"resp_1","object":"response","model":"gpt-5","status":"incomplete","output":[],` +
+		`"usage":{"input_tokens":10,"input_tokens_details":{"cached_tokens":4},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":1},"total_tokens":13}}`
+	checkEverySplit(t, wire.Responses, false, json,
+		metered{attempt.Usage{InputTokens: 10, OutputTokens: 3, CacheReadTokens: 4, ReasoningTokens: 1}, "gpt-5", "incomplete"})
+
+	emb := `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":7,"total_tokens":7}}`
+	checkEverySplit(t, wire.Embeddings, false, emb, metered{attempt.Usage{InputTokens: 7}, "text-embedding-3-small", ""})
 }

@@ -192,8 +192,8 @@ var (
 // store is down and the gateway is set to fail open) and the budget warning.
 func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, string, *apierror.Error) {
 	k := r.key
-	if len(k.budgets) == 0 && k.limits.IsZero() {
-		return nil, "", nil
+	if len(k.budgets) == 0 && k.limits.IsZero() || !r.route.Endpoint.Metered() {
+		return nil, "", nil // counting tokens costs nothing
 	}
 	maxOut := pricing.MaxOutputTokens(body, k.maxTokens)
 	inBytes := int64(len(body))

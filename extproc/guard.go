@@ -139,8 +139,10 @@ func shapeOf(e wire.Endpoint) content.Shape {
 	switch e {
 	case wire.ChatCompletions:
 		return content.OpenAIChat
-	case wire.Messages:
+	case wire.Messages, wire.CountTokens:
 		return content.AnthropicMessages
+	case wire.Responses, wire.ResponsesCompact:
+		return content.OpenAIResponses
 	}
 	return 0
 }
@@ -299,7 +301,7 @@ func (r *request) streamChunk(b *extprocv3.HttpBody) *extprocv3.ProcessingRespon
 		e := blocked(reason)
 		r.traceRejection(e)
 		r.logRejection(e)
-		out = append(out, e.StreamEvent(r.route.Format, r.id)...)
+		out = append(out, e.StreamEvent(r.route.Format, r.route.Endpoint, r.id)...)
 	}
 	return bodyResponse(out, false)
 }

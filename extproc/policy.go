@@ -4,16 +4,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
 	"github.com/sluice-gateway/sluice/extproc/guardrail"
+	"github.com/sluice-gateway/sluice/internal/apierror"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/ctxtoken"
 	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/vkey"
+	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
 // compiled is the read-only form of the config that the hot path uses. It is built off the
@@ -56,9 +62,11 @@ type keyEntry struct {
 	chain     []*providerEntry
 	allowed   []string // exact names and "prefix*"; empty allows all
 	aliases   map[string]config.Alias
-	// GET /v1/models bodies, rendered once at compile time.
+	// GET /v1/models bodies, rendered once at compile time, and each model's own.
 	modelsOpenAI    []byte
 	modelsAnthropic []byte
+	modelOpenAI     map[string][]byte
+	modelAnthropic  map[string][]byte
 	guards          *keyGuards // nil: the key runs no guardrail
 
 	// Governance.
@@ -119,7 +127,7 @@ func compile(snap *config.Snapshot, gopts guardrail.Options) (*compiled, error) 
 		if e.policy, e.policyErr = compilePolicy(k.Config.PolicyRules); e.policyErr != nil {
 			errs = append(errs, fmt.Errorf("virtual key %s: refused until fixed: policy_rules: %w", k.ID, e.policyErr))
 		}
-		e.modelsOpenAI, e.modelsAnthropic = renderModels(e.listModels())
+		e.modelsOpenAI, e.modelsAnthropic, e.modelOpenAI, e.modelAnthropic = renderModels(e.listModels())
 		out.keys[d] = &keyRef{key: e}
 		if k.PreviousHash != "" && k.PreviousHashValidUntil != nil {
 			if pd, err := vkey.ParseDigest(k.PreviousHash); err == nil {
@@ -235,9 +243,19 @@ func (k *keyEntry) allows(model string) bool {
 	return false
 }
 
+// serves reports whether a provider can serve endpoint e: natively, or through the
+// translation lane. Embeddings and compaction exist only in OpenAI's format.
+func (p *providerEntry) servesEndpoint(e wire.Endpoint) bool {
+	switch e {
+	case wire.Embeddings, wire.ResponsesCompact:
+		return config.ProviderType(p.typ).Format() == wire.OpenAI
+	}
+	return true
+}
+
 // route resolves the requested model to the provider chain: each provider that can serve the
-// model, with the name that provider must receive.
-func (k *keyEntry) route(model string) []ctxtoken.Attempt {
+// model at endpoint e, with the name that provider must receive.
+func (k *keyEntry) route(model string, e wire.Endpoint) []ctxtoken.Attempt {
 	alias, isAlias := k.aliases[model]
 	chain := make([]ctxtoken.Attempt, 0, len(k.chain))
 	for _, p := range k.chain {
@@ -250,7 +268,7 @@ func (k *keyEntry) route(model string) []ctxtoken.Attempt {
 		}
 		// A per-provider alias names each provider's model explicitly; a plain name (or a
 		// one-name alias) goes only to providers that serve it.
-		if !k.allows(m) || (alias.ByProvider == nil && !p.serves(m)) {
+		if !k.allows(m) || (alias.ByProvider == nil && !p.serves(m)) || !p.servesEndpoint(e) {
 			continue
 		}
 		chain = append(chain, ctxtoken.Attempt{Provider: p.id, Model: m})
@@ -270,7 +288,7 @@ func (k *keyEntry) listModels() []string {
 		}
 	}
 	for a := range k.aliases {
-		if len(k.route(a)) > 0 {
+		if len(k.route(a, wire.ChatCompletions)) > 0 {
 			add(a)
 		}
 	}
@@ -290,8 +308,9 @@ func (k *keyEntry) listModels() []string {
 	return out
 }
 
-// renderModels renders the model list in the OpenAI and the Anthropic shapes.
-func renderModels(models []string) (openAI, anthropic []byte) {
+// renderModels renders the model list in the OpenAI and the Anthropic shapes, and each
+// model's own object for GET /v1/models/{id}.
+func renderModels(models []string) (openAI, anthropic []byte, oneOpenAI, oneAnthropic map[string][]byte) {
 	type oaModel struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`
@@ -315,14 +334,32 @@ func renderModels(models []string) (openAI, anthropic []byte) {
 		LastID  *string   `json:"last_id"`
 	}{Data: []anModel{}}
 	epoch := time.Unix(0, 0).UTC().Format(time.RFC3339)
+	oneOpenAI, oneAnthropic = make(map[string][]byte, len(models)), make(map[string][]byte, len(models))
 	for _, m := range models {
-		oa.Data = append(oa.Data, oaModel{ID: m, Object: "model", OwnedBy: "sluice"})
-		an.Data = append(an.Data, anModel{Type: "model", ID: m, DisplayName: m, CreatedAt: epoch})
+		o, a := oaModel{ID: m, Object: "model", OwnedBy: "sluice"}, anModel{Type: "model", ID: m, DisplayName: m, CreatedAt: epoch}
+		oa.Data, an.Data = append(oa.Data, o), append(an.Data, a)
+		oneOpenAI[m], _ = json.Marshal(o)    // plain strings: cannot fail
+		oneAnthropic[m], _ = json.Marshal(a) // plain strings: cannot fail
 	}
 	if n := len(models); n > 0 {
 		an.FirstID, an.LastID = &models[0], &models[n-1]
 	}
 	openAI, _ = json.Marshal(oa)    // plain strings: cannot fail
 	anthropic, _ = json.Marshal(an) // plain strings: cannot fail
-	return openAI, anthropic
+	return openAI, anthropic, oneOpenAI, oneAnthropic
+}
+
+// model answers GET /v1/models/{id}: the model's object when the key may call it (an alias
+// included), else 404 model_not_found, so a client cannot probe what others may use.
+func (r *request) model(id string) *extprocv3.ProcessingResponse {
+	one := r.key.modelOpenAI
+	if r.route.Format == wire.Anthropic {
+		one = r.key.modelAnthropic
+	}
+	if b, ok := one[id]; ok {
+		return r.immediate(http.StatusOK, b, "")
+	}
+	e := apierror.New(http.StatusNotFound, "model_not_found", "This key has no model "+strconv.Quote(id)+".")
+	e.Param = "model"
+	return r.reject(e)
 }

@@ -53,7 +53,11 @@ type request struct {
 	streamBlocked  bool
 }
 
-var errNoBody = apierror.New(http.StatusBadRequest, "invalid_request_error", "Request body is required.")
+var (
+	errNoBody      = apierror.New(http.StatusBadRequest, "invalid_request_error", "Request body is required.")
+	errNoWebSocket = apierror.New(http.StatusUpgradeRequired, "websocket_not_supported",
+		"This gateway serves the Responses API over HTTP only; POST /v1/responses.")
+)
 
 func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	r.id = reqid.New()
@@ -102,6 +106,10 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 		return r.reject(apierror.ErrNotFound)
 	}
 	r.route = route
+	if route.Endpoint == wire.Responses && method == http.MethodGet {
+		// Codex first tries the Responses WebSocket mode; 426 sends it to plain HTTP at once.
+		return r.reject(errNoWebSocket)
+	}
 	if method != route.Method {
 		return r.reject(apierror.New(http.StatusMethodNotAllowed, "method_not_allowed",
 			"Method "+method+" is not allowed on this endpoint."))
@@ -121,6 +129,9 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 	}
 	r.key = key
 
+	if route.Endpoint == wire.Model {
+		return r.model(wire.ModelID(path))
+	}
 	if !route.HasBody {
 		body := key.modelsOpenAI
 		if route.Format == wire.Anthropic {
@@ -187,7 +198,7 @@ func (r *request) onBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 		e.Param = "stream"
 		return r.reject(e)
 	}
-	chain := r.key.route(model)
+	chain := r.key.route(model, r.route.Endpoint)
 	if len(chain) == 0 {
 		if _, alias := r.key.aliases[model]; !alias && !r.key.allows(model) {
 			e := apierror.New(http.StatusForbidden, "model_not_allowed", "This key may not use model "+strconv.Quote(model)+".")

@@ -178,9 +178,9 @@ func TestHeadersRouting(t *testing.T) {
 		format wire.Format
 		code   string
 	}{
-		{"unknown path", headersMsg("POST", "/v1/embeddings", false, auth...), 404, wire.OpenAI, "not_found"},
+		{"unknown path", headersMsg("POST", "/v1/files", false, auth...), 404, wire.OpenAI, "not_found"},
 		{"unknown path without key", headersMsg("POST", "/v2/chat", false), 404, wire.OpenAI, "not_found"},
-		{"unknown anthropic path", headersMsg("POST", "/v1/messages/count_tokens", false, auth...), 404, wire.Anthropic, "not_found"},
+		{"unknown anthropic path", headersMsg("POST", "/v1/messages/batches", false, auth...), 404, wire.Anthropic, "not_found"},
 		{"GET chat", headersMsg("GET", "/v1/chat/completions", true, auth...), 405, wire.OpenAI, "method_not_allowed"},
 		{"POST models", headersMsg("POST", "/v1/models", false, auth...), 405, wire.OpenAI, "method_not_allowed"},
 		{"POST without body", headersMsg("POST", "/v1/chat/completions", true, auth...), 400, wire.OpenAI, "invalid_request_error"},

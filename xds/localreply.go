@@ -10,6 +10,7 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // anthropicPathPrefix selects the Anthropic error envelope; every other path
@@ -119,12 +120,46 @@ func localReplyConfig(p Params) *hcm.LocalReplyConfig {
 			ContentType: "application/json",
 		},
 	}}
+	mappers = append(mappers, webSocketMapper())
 	for _, c := range replyClasses(p) {
 		for _, anthropic := range []bool{true, false} {
 			mappers = append(mappers, c.mapper(anthropic))
 		}
 	}
 	return &hcm.LocalReplyConfig{Mappers: mappers}
+}
+
+// webSocketMapper turns Envoy's 403 for a WebSocket upgrade of /v1/responses (Codex tries
+// the Responses WebSocket mode first) into 426: Codex then falls back to plain HTTP at
+// once, where a 403 or 404 costs it retries or the session.
+func webSocketMapper() *hcm.ResponseMapper {
+	header := func(name string, prefix string) *accesslog.AccessLogFilter {
+		m := &route.HeaderMatcher{Name: name, HeaderMatchSpecifier: &route.HeaderMatcher_PresentMatch{PresentMatch: true}}
+		if prefix != "" {
+			m.HeaderMatchSpecifier = &route.HeaderMatcher_StringMatch{StringMatch: &matcher.StringMatcher{
+				MatchPattern: &matcher.StringMatcher_Prefix{Prefix: prefix}}}
+		}
+		return &accesslog.AccessLogFilter{FilterSpecifier: &accesslog.AccessLogFilter_HeaderFilter{
+			HeaderFilter: &accesslog.HeaderFilter{Header: m}}}
+	}
+	return &hcm.ResponseMapper{
+		Filter:     andFilter(statusFilter(accesslog.ComparisonFilter_EQ, 403), header(":path", "/v1/responses"), header("upgrade", "")),
+		StatusCode: wrapperspb.UInt32(426),
+		Body: &core.DataSource{Specifier: &core.DataSource_InlineString{
+			InlineString: "This gateway serves the Responses API over HTTP only; POST /v1/responses."}},
+		BodyFormatOverride: &core.SubstitutionFormatString{
+			Format: &core.SubstitutionFormatString_JsonFormat{JsonFormat: obj(map[string]*structpb.Value{
+				"error": structpb.NewStructValue(obj(map[string]*structpb.Value{
+					"message": structpb.NewStringValue("%LOCAL_REPLY_BODY%"),
+					"type":    structpb.NewStringValue("invalid_request_error"),
+					"code":    structpb.NewStringValue("websocket_not_supported"),
+					"param":   structpb.NewNullValue(),
+				})),
+			})},
+			ContentType: "application/json",
+		},
+		HeadersToAdd: []*core.HeaderValueOption{requestIDHeader(core.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)},
+	}
 }
 
 func (c replyClass) mapper(anthropic bool) *hcm.ResponseMapper {

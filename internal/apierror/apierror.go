@@ -156,10 +156,31 @@ func (e *Error) Write(w http.ResponseWriter, f wire.Format, requestID string) {
 	_, _ = w.Write(body)
 }
 
-// StreamEvent renders e as the final event of a server-sent-events stream in format f, for a
-// stream that breaks after its first byte reached the client: the client's SDK then surfaces
-// an error instead of mistaking a cut stream for a complete answer.
-func (e *Error) StreamEvent(f wire.Format, requestID string) []byte {
+// StreamEvent renders e as the final event of a server-sent-events stream in format f at
+// endpoint ep, for a stream that breaks after its first byte reached the client: the
+// client's SDK then surfaces an error instead of mistaking a cut stream for a complete
+// answer. A Responses stream ends with response.failed, the terminal event its clients
+// wait for.
+func (e *Error) StreamEvent(f wire.Format, ep wire.Endpoint, requestID string) []byte {
+	if ep == wire.Responses {
+		var ev struct {
+			Type     string `json:"type"`
+			Response struct {
+				ID     string `json:"id"`
+				Object string `json:"object"`
+				Status string `json:"status"`
+				Error  struct {
+					Code    string `json:"code"`
+					Message string `json:"message"`
+				} `json:"error"`
+			} `json:"response"`
+		}
+		ev.Type = "response.failed"
+		ev.Response.ID, ev.Response.Object, ev.Response.Status = "resp_"+requestID, "response", "failed"
+		ev.Response.Error.Code, ev.Response.Error.Message = e.Code, e.Message
+		b, _ := json.Marshal(&ev) // plain strings: cannot fail
+		return append(append([]byte("event: response.failed\ndata: "), b...), "\n\n"...)
+	}
 	body := e.Body(f, requestID)
 	out := make([]byte, 0, len(body)+24)
 	if f == wire.Anthropic {

@@ -116,9 +116,11 @@ func TestInternalErrorHidesCause(t *testing.T) {
 			if !strings.Contains(body, "rid-42") {
 				t.Errorf("body %s does not name the request id", body)
 			}
-			ev := string(e.StreamEvent(f, "rid-42"))
-			if strings.Contains(ev, secret) {
-				t.Errorf("stream event %s contains the secret", ev)
+			for _, ep := range []wire.Endpoint{wire.ChatCompletions, wire.Messages, wire.Responses} {
+				ev := string(e.StreamEvent(f, ep, "rid-42"))
+				if strings.Contains(ev, secret) {
+					t.Errorf("stream event %s contains the secret", ev)
+				}
 			}
 		})
 	}
@@ -172,7 +174,7 @@ func TestStreamEvent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.format.String(), func(t *testing.T) {
-			got := string(e.StreamEvent(tt.format, "rid"))
+			got := string(e.StreamEvent(tt.format, wire.ChatCompletions, "rid"))
 			want := tt.prefix + string(e.Body(tt.format, "rid")) + "\n\n"
 			if got != want {
 				t.Errorf("StreamEvent = %q, want %q", got, want)
@@ -201,5 +203,14 @@ func TestWrite(t *testing.T) {
 	}
 	if got, want := rec.Body.String(), string(e.Body(wire.Anthropic, "rid")); got != want {
 		t.Errorf("body = %s, want %s", got, want)
+	}
+}
+
+// A Responses stream ends with response.failed, whatever broke it.
+func TestStreamEventResponses(t *testing.T) {
+	ev := string(New(502, "upstream_stream_error", "Cut.").StreamEvent(wire.OpenAI, wire.Responses, "rid"))
+	want := `event: response.failed` + "\n" + `data: {"type":"response.failed","response":{"id":"resp_rid","object":"response","status":"failed","error":{"code":"upstream_stream_error","message":"Cut."}}}` + "\n\n"
+	if ev != want {
+		t.Errorf("got %q\nwant %q", ev, want)
 	}
 }

@@ -47,30 +47,44 @@ const (
 	Messages
 	// Models is GET /v1/models, in the format the client speaks.
 	Models
+	// Responses is POST /v1/responses (OpenAI format).
+	Responses
+	// ResponsesCompact is POST /v1/responses/compact (OpenAI format).
+	ResponsesCompact
+	// Embeddings is POST /v1/embeddings (OpenAI format).
+	Embeddings
+	// CountTokens is POST /v1/messages/count_tokens (Anthropic format).
+	CountTokens
+	// Model is GET /v1/models/{id}, in the format the client speaks.
+	Model
 )
+
+// endpoints lists every endpoint with its stable name and provider-side path.
+var endpoints = [...]struct{ name, path string }{
+	ChatCompletions:  {"chat_completions", "/v1/chat/completions"},
+	Messages:         {"messages", "/v1/messages"},
+	Models:           {"models", "/v1/models"},
+	Responses:        {"responses", "/v1/responses"},
+	ResponsesCompact: {"responses_compact", "/v1/responses/compact"},
+	Embeddings:       {"embeddings", "/v1/embeddings"},
+	CountTokens:      {"count_tokens", "/v1/messages/count_tokens"},
+	Model:            {"model", "/v1/models/"},
+}
 
 // String returns the endpoint's stable name, as carried in the context token.
 func (e Endpoint) String() string {
-	switch e {
-	case ChatCompletions:
-		return "chat_completions"
-	case Messages:
-		return "messages"
-	case Models:
-		return "models"
+	if e == 0 || int(e) >= len(endpoints) {
+		return "unknown"
 	}
-	return "unknown"
+	return endpoints[e].name
 }
 
 // ParseEndpoint is the inverse of [Endpoint.String]; it returns 0 for an unknown name.
 func ParseEndpoint(s string) Endpoint {
-	switch s {
-	case "chat_completions":
-		return ChatCompletions
-	case "messages":
-		return Messages
-	case "models":
-		return Models
+	for e := ChatCompletions; int(e) < len(endpoints); e++ {
+		if endpoints[e].name == s {
+			return e
+		}
 	}
 	return 0
 }
@@ -86,37 +100,66 @@ type Route struct {
 }
 
 // Lookup resolves a request path (query string allowed) to a route. ok is false for a path
-// Sluice does not serve. hasAnthropicVersion selects the Anthropic shape of GET /v1/models.
+// Sluice does not serve. hasAnthropicVersion selects the Anthropic shape of GET /v1/models
+// and GET /v1/models/{id}.
 func Lookup(path string, hasAnthropicVersion bool) (r Route, ok bool) {
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
+	}
+	listing := OpenAI
+	if hasAnthropicVersion {
+		listing = Anthropic
 	}
 	switch path {
 	case "/v1/chat/completions":
 		return Route{ChatCompletions, OpenAI, "POST", true}, true
 	case "/v1/messages":
 		return Route{Messages, Anthropic, "POST", true}, true
+	case "/v1/messages/count_tokens":
+		return Route{CountTokens, Anthropic, "POST", true}, true
+	case "/v1/responses":
+		return Route{Responses, OpenAI, "POST", true}, true
+	case "/v1/responses/compact":
+		return Route{ResponsesCompact, OpenAI, "POST", true}, true
+	case "/v1/embeddings":
+		return Route{Embeddings, OpenAI, "POST", true}, true
 	case "/v1/models":
-		f := OpenAI
-		if hasAnthropicVersion {
-			f = Anthropic
-		}
-		return Route{Models, f, "GET", false}, true
+		return Route{Models, listing, "GET", false}, true
+	}
+	if id, found := strings.CutPrefix(path, "/v1/models/"); found && id != "" {
+		return Route{Model, listing, "GET", false}, true
 	}
 	return Route{}, false
 }
 
-// Path returns the provider-side path of an endpoint in format f.
-func (e Endpoint) Path() string {
-	switch e {
-	case ChatCompletions:
-		return "/v1/chat/completions"
-	case Messages:
-		return "/v1/messages"
-	case Models:
-		return "/v1/models"
+// ModelID is the model a GET /v1/models/{id} path names ("" for any other path).
+func ModelID(path string) string {
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
 	}
-	return ""
+	id, _ := strings.CutPrefix(path, "/v1/models/")
+	if id == path {
+		return ""
+	}
+	return id
+}
+
+// Path returns the provider-side path of an endpoint ("/v1/models/" for Model, which the
+// caller completes with the id).
+func (e Endpoint) Path() string {
+	if e == 0 || int(e) >= len(endpoints) {
+		return ""
+	}
+	return endpoints[e].path
+}
+
+// Metered reports whether the endpoint's answers carry token usage that costs money.
+func (e Endpoint) Metered() bool {
+	switch e {
+	case ChatCompletions, Messages, Responses, ResponsesCompact, Embeddings:
+		return true
+	}
+	return false
 }
 
 // Header names. Lower case, as Envoy and HTTP/2 carry them.

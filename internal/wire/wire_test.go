@@ -23,9 +23,15 @@ func TestLookup(t *testing.T) {
 		{"root", "/", false, Route{}, false},
 		{"trailing slash", "/v1/chat/completions/", false, Route{}, false},
 		{"no version", "/chat/completions", false, Route{}, false},
-		{"count tokens", "/v1/messages/count_tokens", true, Route{}, false},
-		{"model by id", "/v1/models/gpt-4o", false, Route{}, false},
-		{"embeddings", "/v1/embeddings", false, Route{}, false},
+		{"count tokens", "/v1/messages/count_tokens", true, Route{CountTokens, Anthropic, "POST", true}, true},
+		{"count tokens without anthropic-version", "/v1/messages/count_tokens", false, Route{CountTokens, Anthropic, "POST", true}, true},
+		{"model by id", "/v1/models/gpt-4o", false, Route{Model, OpenAI, "GET", false}, true},
+		{"model by id, anthropic", "/v1/models/claude-sonnet-4-5?x=1", true, Route{Model, Anthropic, "GET", false}, true},
+		{"model without id", "/v1/models/", false, Route{}, false},
+		{"embeddings", "/v1/embeddings", false, Route{Embeddings, OpenAI, "POST", true}, true},
+		{"responses", "/v1/responses", false, Route{Responses, OpenAI, "POST", true}, true},
+		{"responses compact", "/v1/responses/compact", false, Route{ResponsesCompact, OpenAI, "POST", true}, true},
+		{"unserved", "/v1/files", false, Route{}, false},
 		{"case matters", "/V1/chat/completions", false, Route{}, false},
 		{"query only", "?/v1/models", false, Route{}, false},
 	}
@@ -62,6 +68,10 @@ func TestEndpointRoundTrip(t *testing.T) {
 		{ChatCompletions, "chat_completions", "/v1/chat/completions"},
 		{Messages, "messages", "/v1/messages"},
 		{Models, "models", "/v1/models"},
+		{Responses, "responses", "/v1/responses"},
+		{ResponsesCompact, "responses_compact", "/v1/responses/compact"},
+		{Embeddings, "embeddings", "/v1/embeddings"},
+		{CountTokens, "count_tokens", "/v1/messages/count_tokens"},
 	}
 	for _, tt := range tests {
 		if got := tt.e.String(); got != tt.name {
@@ -78,7 +88,7 @@ func TestEndpointRoundTrip(t *testing.T) {
 			t.Errorf("Lookup(%q) = %+v, %v; want endpoint %v", tt.e.Path(), r, ok, tt.e)
 		}
 	}
-	if got := ParseEndpoint("embeddings"); got != 0 {
+	if got := ParseEndpoint("files"); got != 0 {
 		t.Errorf("ParseEndpoint(unknown) = %v, want 0", got)
 	}
 	if got := Endpoint(0).Path(); got != "" {
@@ -86,5 +96,13 @@ func TestEndpointRoundTrip(t *testing.T) {
 	}
 	if got := Endpoint(0).String(); got != "unknown" {
 		t.Errorf("Endpoint(0).String() = %q, want unknown", got)
+	}
+}
+
+func TestModelID(t *testing.T) {
+	for path, want := range map[string]string{"/v1/models/gpt-4o": "gpt-4o", "/v1/models/a/b?x": "a/b", "/v1/models": "", "/v1/chat": ""} {
+		if got := ModelID(path); got != want {
+			t.Errorf("ModelID(%q) = %q, want %q", path, got, want)
+		}
 	}
 }
