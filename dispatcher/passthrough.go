@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -147,10 +148,7 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 		}
 	}
 	body, hideUsage := askStreamUsage(req, body)
-	url := req.Provider.BaseURL + req.Endpoint.Path()
-	if req.RawQuery != "" {
-		url += "?" + req.RawQuery
-	}
+	url := upstreamURL(req)
 	// The attempt has its own context, which its timeouts cancel with a cause; the request's
 	// context (the client) still cancels it too.
 	parent := ctx
@@ -173,14 +171,18 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 	if up.Header.Get("Content-Type") == "" {
 		up.Header.Set("Content-Type", "application/json")
 	}
-	if req.Provider.Type == config.ProviderAnthropic {
+	switch {
+	case req.Provider.Type == config.ProviderAnthropic:
 		if req.Provider.APIKey != "" {
 			up.Header.Set("X-Api-Key", req.Provider.APIKey)
 		}
 		if up.Header.Get("Anthropic-Version") == "" {
 			up.Header.Set("Anthropic-Version", "2023-06-01")
 		}
-	} else if req.Provider.APIKey != "" {
+	case req.Provider.APIKey == "":
+	case req.Provider.Type == config.ProviderAzure:
+		up.Header.Set("Api-Key", req.Provider.APIKey)
+	default:
 		up.Header.Set("Authorization", "Bearer "+req.Provider.APIKey)
 	}
 
@@ -331,4 +333,31 @@ func (r *idleReader) Read(p []byte) (int, error) {
 		r.t.Reset(r.d)
 	}
 	return n, err
+}
+
+// upstreamURL is where an attempt goes: the provider's base URL and the endpoint's path,
+// with the client's query string. Azure OpenAI names a deployment instead of taking the
+// model in the body when its deployment map lists the model
+// (/openai/deployments/{name}/…?api-version=…), and serves its v1 API otherwise
+// (/openai/v1/…).
+func upstreamURL(req *attempt.Request) string {
+	p := req.Provider
+	path := req.Endpoint.Path()
+	query := req.RawQuery
+	if p.Type == config.ProviderAzure {
+		if dep, ok := p.Azure.Deployments[req.Model]; ok {
+			path = "/openai/deployments/" + url.PathEscape(dep) + strings.TrimPrefix(path, "/v1")
+			v := url.Values{"api-version": {p.Azure.APIVersion}}
+			if query != "" {
+				query += "&"
+			}
+			query += v.Encode()
+		} else {
+			path = "/openai" + path
+		}
+	}
+	if query != "" {
+		return p.BaseURL + path + "?" + query
+	}
+	return p.BaseURL + path
 }

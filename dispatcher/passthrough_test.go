@@ -488,3 +488,36 @@ func TestPassthroughSSEWithoutFlusher(t *testing.T) {
 		t.Errorf("client stream = %q, want %q", got, strings.Join(events, ""))
 	}
 }
+
+// Azure OpenAI: a model with a deployment goes to that deployment with the API version; any
+// other to the resource's v1 API; the credential travels as api-key, never as a bearer.
+func TestPassthroughAzure(t *testing.T) {
+	u := newUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"ok":true}`)
+	})
+	for _, tc := range []struct {
+		model, query, wantPath, wantQuery string
+		ep                                wire.Endpoint
+	}{
+		{"gpt-4o", "", "/openai/deployments/prod gpt4o/chat/completions", "api-version=2025-01-01-preview", wire.ChatCompletions},
+		{"gpt-4o", "x=1", "/openai/deployments/prod gpt4o/chat/completions", "x=1&api-version=2025-01-01-preview", wire.ChatCompletions},
+		{"text-embedding-3-small", "", "/openai/deployments/emb/embeddings", "api-version=2025-01-01-preview", wire.Embeddings},
+		{"gpt-5", "", "/openai/v1/responses", "", wire.Responses},
+	} {
+		req := attemptTo(u, config.ProviderOpenAI, "azure-key", tc.model, `{"model":"`+tc.model+`"}`)
+		req.Provider.Type, req.Endpoint, req.RawQuery = config.ProviderAzure, tc.ep, tc.query
+		req.Provider.Azure = config.AzureConfig{APIVersion: "2025-01-01-preview",
+			Deployments: map[string]string{"gpt-4o": "prod gpt4o", "text-embedding-3-small": "emb"}}
+		if res := lane().Do(context.Background(), req, httptest.NewRecorder()); res.Status != 200 {
+			t.Fatalf("%s: %+v", tc.model, res)
+		}
+		got := u.last(t)
+		if got.Path != tc.wantPath || got.RawQuery != tc.wantQuery {
+			t.Errorf("%s: %s?%s, want %s?%s", tc.model, got.Path, got.RawQuery, tc.wantPath, tc.wantQuery)
+		}
+		if got.Header.Get("Api-Key") != "azure-key" || got.Header.Get("Authorization") != "" {
+			t.Errorf("%s: api-key %q, authorization %q", tc.model, got.Header.Get("Api-Key"), got.Header.Get("Authorization"))
+		}
+	}
+}

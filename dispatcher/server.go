@@ -165,8 +165,15 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 		if base == "" {
 			base = config.DefaultBaseURL(p.Type)
 		}
+		var az config.AzureConfig
+		if p.Type == config.ProviderAzure {
+			if az, err = p.Azure(); err != nil {
+				errs = append(errs, fmt.Errorf("provider %q: %w", id, err))
+				continue
+			}
+		}
 		next[id] = &attempt.Provider{ID: id, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key,
-			Limits: p.Limits, Prices: p.Pricing, Timeouts: p.Timeouts}
+			Limits: p.Limits, Prices: p.Pricing, Timeouts: p.Timeouts, Azure: az}
 	}
 	s.providers.Store(&next)
 	s.breakers.Forget(func(id string) bool { return next[id] != nil })

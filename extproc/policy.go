@@ -243,14 +243,19 @@ func (k *keyEntry) allows(model string) bool {
 	return false
 }
 
-// serves reports whether a provider can serve endpoint e: natively, or through the
-// translation lane. Embeddings and compaction exist only in OpenAI's format.
+// servesEndpoint reports whether a provider can serve endpoint e: natively, or through the
+// translation lane. Embeddings and compaction exist only in OpenAI's format; a provider
+// the translation lane does not know (Azure) serves only its own format; the gateway
+// counts tokens itself for any provider that cannot.
 func (p *providerEntry) servesEndpoint(e wire.Endpoint) bool {
+	t := config.ProviderType(p.typ)
 	switch e {
 	case wire.Embeddings, wire.ResponsesCompact:
-		return config.ProviderType(p.typ).Format() == wire.OpenAI
+		return t.Format() == wire.OpenAI
+	case wire.Messages, wire.CountTokens:
+		return t.Format() == wire.Anthropic || t.Translatable() || e == wire.CountTokens
 	}
-	return true
+	return t.Format() == wire.OpenAI || t.Translatable()
 }
 
 // route resolves the requested model to the provider chain: each provider that can serve the

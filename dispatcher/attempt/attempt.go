@@ -24,6 +24,8 @@ type Provider struct {
 	Prices pricing.Overrides
 	// Timeouts bound each attempt; zero values take the lane's defaults.
 	Timeouts config.Timeouts
+	// Azure is an Azure OpenAI provider's deployment map and API version.
+	Azure config.AzureConfig
 }
 
 // Request is one attempt at one provider. Every field is read-only for the lane: retries

@@ -47,10 +47,57 @@ func (t ProviderType) Format() wire.Format {
 // and distributed, but left out of chains until their lane exists.
 func (t ProviderType) Dispatchable() bool {
 	switch t {
+	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderAzure:
+		return true
+	}
+	return false
+}
+
+// Translatable reports whether the translation lane can serve this type to a client of
+// another wire format; the others serve only clients of their own format.
+func (t ProviderType) Translatable() bool {
+	switch t {
 	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible:
 		return true
 	}
 	return false
+}
+
+// DefaultAzureAPIVersion is the Azure OpenAI API version deployment URLs use unless the
+// provider sets one.
+const DefaultAzureAPIVersion = "2024-10-21"
+
+// AzureConfig is an Azure OpenAI provider's provider_config: which deployment serves each
+// model, and the API version deployment URLs carry. A model without a deployment goes to
+// the resource's v1 API (/openai/v1/…) with its name in the body.
+type AzureConfig struct {
+	Deployments map[string]string `json:"deployments,omitempty"`
+	APIVersion  string            `json:"api_version,omitempty"`
+}
+
+var azureVersionRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(-preview)?$`)
+
+// Azure decodes the provider_config of an Azure provider, with the default API version.
+func (p *ModelProvider) Azure() (AzureConfig, error) {
+	var c AzureConfig
+	if len(p.ProviderConfig) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(p.ProviderConfig))
+		if err := dec.Decode(&c); err != nil {
+			return c, fmt.Errorf("provider_config: %w", err)
+		}
+	}
+	if c.APIVersion == "" {
+		c.APIVersion = DefaultAzureAPIVersion
+	}
+	if !azureVersionRE.MatchString(c.APIVersion) {
+		return c, fmt.Errorf("provider_config.api_version %q is not a date such as %s", c.APIVersion, DefaultAzureAPIVersion)
+	}
+	for m, d := range c.Deployments {
+		if m == "" || d == "" {
+			return c, errors.New("provider_config.deployments: empty model or deployment name")
+		}
+	}
+	return c, nil
 }
 
 // RateLimits caps traffic; zero means no limit.
@@ -200,6 +247,11 @@ func (p *ModelProvider) Validate() error {
 	}
 	if err := p.Timeouts.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
+	}
+	if p.Type == ProviderAzure {
+		if _, err := p.Azure(); err != nil {
+			errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
+		}
 	}
 	if p.FallbackPriority < 0 {
 		errs = append(errs, fmt.Errorf("model provider %s: fallback_priority is negative", p.ID))
