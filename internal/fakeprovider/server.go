@@ -1,21 +1,33 @@
-// Package fakeprovider is a scriptable fake LLM provider that speaks the OpenAI chat
-// completions and Anthropic messages wire formats faithfully enough for the official SDKs.
-// The end-to-end tests drive it in-process, and `sluice serve --demo` uses it as the
-// built-in demo provider.
+// Package fakeprovider is a scriptable fake LLM provider that speaks the OpenAI (chat
+// completions, Responses, embeddings) and Anthropic messages wire formats faithfully
+// enough for the official SDKs. The end-to-end tests drive it in-process, and
+// `sluice serve --demo` uses it as the built-in demo provider.
 //
-// Endpoints: POST /v1/chat/completions (OpenAI), POST /v1/messages (Anthropic, any query
-// string), POST /v1/messages/count_tokens, GET /v1/models and GET /v1/models/{id} (OpenAI
-// shape, or Anthropic shape when an anthropic-version header is present).
+// Endpoints:
+//   - POST /v1/chat/completions (OpenAI chat, streamed or not);
+//   - POST /v1/responses (OpenAI Responses, streamed or not; function and custom tools);
+//     GET /v1/responses, Codex's WebSocket-mode probe, answers 426 so it falls back to HTTP;
+//   - POST /v1/responses/compact (the compaction endpoint Codex uses: the request's user
+//     messages, then one compaction item with opaque encrypted_content);
+//   - POST /v1/embeddings (string, string array, token array or token arrays as input;
+//     EmbeddingDims-long unit vectors derived from a hash of each input, or `dimensions`;
+//     encoding_format "base64" sends little-endian float32 bytes);
+//   - POST /v1/messages (Anthropic, any query string) and POST /v1/messages/count_tokens;
+//   - GET /v1/models and GET /v1/models/{id} (OpenAI shape, or Anthropic shape when an
+//     anthropic-version header is present).
 //
 // Behaviour without a script:
 //   - the answer text is DefaultText, echoed with the request's model;
 //   - when the request declares tools (and tool_choice is not "none"), the answer is a call
-//     to the first tool (or the tool named by tool_choice) with arguments ToolArguments;
+//     to the first tool (or the tool named by tool_choice) with arguments ToolArguments
+//     (a Responses custom tool gets ToolArguments as its input);
 //   - text is streamed in pieces of ChunkSize bytes (never splitting a UTF-8 rune), tool
 //     arguments in pieces of ArgChunkSize bytes;
 //   - usage is deterministic: input tokens = ceil(len(body)/4) (at least 1), output tokens =
-//     the number of content pieces (text pieces + argument pieces), cache tokens = 0.
-//     Non-streamed and streamed answers report the same numbers.
+//     the number of content pieces (text pieces + argument pieces; for compaction, the
+//     pieces of the summary text), cache tokens = 0. Non-streamed and streamed answers
+//     report the same numbers. OpenAI input counts (prompt_tokens, input_tokens) include
+//     the cache tokens of a scripted Usage; embeddings report Usage.InputTokens.
 //
 // A Script, selected by a marker found in the raw request body, overrides any of this.
 package fakeprovider
@@ -93,7 +105,7 @@ type Script struct {
 	// Reset closes the connection without any response (after FirstByteDelay): what a
 	// crashed or overloaded upstream's load balancer does.
 	Reset bool
-	Usage          *Usage // overrides the deterministic usage
+	Usage *Usage // overrides the deterministic usage
 }
 
 // Recorded is one request received by the fake.
@@ -227,7 +239,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	d := openAI
 	if strings.HasPrefix(r.URL.Path, "/v1/messages") ||
-		(r.URL.Path != "/v1/chat/completions" && r.Header.Get("anthropic-version") != "") {
+		(!openAIOnly(r.URL.Path) && r.Header.Get("anthropic-version") != "") {
 		d = anthropic
 	}
 	if err != nil {
@@ -242,6 +254,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
 	case p == "/v1/chat/completions":
 		route = s.chatCompletions
+	case p == "/v1/responses" && r.Method == http.MethodGet:
+		method, route = http.MethodGet, s.responsesWebSocket
+	case p == "/v1/responses":
+		route = s.responses
+	case p == "/v1/responses/compact":
+		route = s.compact
+	case p == "/v1/embeddings":
+		route = s.embeddings
 	case p == "/v1/messages":
 		route = s.messages
 	case p == "/v1/messages/count_tokens":
@@ -291,6 +311,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	route(w, r, body, sc)
+}
+
+// openAIOnly reports whether path is an endpoint only OpenAI has, whose errors are
+// OpenAI-shaped whatever the headers say.
+func openAIOnly(path string) bool {
+	switch path {
+	case "/v1/chat/completions", "/v1/responses", "/v1/responses/compact", "/v1/embeddings":
+		return true
+	}
+	return false
 }
 
 func (s *Server) authorized(r *http.Request, d dialect) bool {
