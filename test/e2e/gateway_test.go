@@ -196,8 +196,8 @@ func TestModels(t *testing.T) {
 		anthropic bool
 		want      []string
 	}{
-		{"openai shape", "main", false, []string{"claude-haiku-4-5", "claude-sonnet-4-5", "fast", "gpt-4o", "gpt-4o-mini"}},
-		{"anthropic shape", "main", true, []string{"claude-haiku-4-5", "claude-sonnet-4-5", "fast", "gpt-4o", "gpt-4o-mini"}},
+		{"openai shape", "main", false, []string{"claude-haiku-4-5", "claude-sonnet-4-5", "fast", "gpt-4o", "gpt-4o-mini", "text-embedding-3-small"}},
+		{"anthropic shape", "main", true, []string{"claude-haiku-4-5", "claude-sonnet-4-5", "fast", "gpt-4o", "gpt-4o-mini", "text-embedding-3-small"}},
 		{"restricted key", "mini-only", false, []string{"gpt-4o-mini"}},
 	}
 	for _, c := range cases {

@@ -5,8 +5,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/fakeprovider"
 )
 
 // Rate limits, request policy and prompt-cache modes through real Envoy, each refusal in
@@ -218,4 +220,65 @@ func TestCacheModes(t *testing.T) {
 		resp, raw := g.send(t, anthropic, g.keys["main"], body, map[string]string{"x-sluice-cache": "always"})
 		checkRefusal(t, resp, raw, refusal{anthropic: anthropic, status: 400, code: "invalid_cache_mode"})
 	}
+}
+
+// Every metered endpoint is priced from the provider's own usage, streamed or not: chat,
+// Responses, messages and embeddings. The access log line names the cost.
+func TestEveryEndpointPriced(t *testing.T) {
+	g := startGateway(t)
+	for _, c := range []struct {
+		name, path, body string
+		anthropic        bool
+		want             string // cost_usd: the bundled price of the scripted usage
+	}{
+		// gpt-4o-mini: $0.15 in, $0.60 out per million: 1000×150 + 100×600 nano-USD.
+		{"chat stream", "/v1/chat/completions", `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"MARK"}]}`, false, "0.000210000"},
+		{"responses", "/v1/responses", `{"model":"gpt-4o-mini","input":"MARK"}`, false, "0.000210000"},
+		{"responses stream", "/v1/responses", `{"model":"gpt-4o-mini","stream":true,"input":"MARK"}`, false, "0.000210000"},
+		// claude-sonnet-4-5: $3 in, $15 out: 1000×3000 + 100×15000.
+		{"messages stream", "/v1/messages", `{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"MARK"}]}`, true, "0.004500000"},
+		// text-embedding-3-small: $0.02 per million input tokens.
+		{"embeddings", "/v1/embeddings", `{"model":"text-embedding-3-small","input":"MARK"}`, false, "0.000020000"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			marker := newMarker()
+			g.fake.Script(marker, fakeprovider.Script{Usage: &fakeprovider.Usage{InputTokens: 1000, OutputTokens: 100}})
+			h := map[string]string{"content-type": "application/json", "authorization": "Bearer " + g.keys["main"]}
+			if c.anthropic {
+				h["anthropic-version"] = "2023-06-01"
+			}
+			resp, body := g.do(t, "POST", c.path, strings.NewReader(strings.Replace(c.body, "MARK", marker, 1)), h)
+			if resp.StatusCode != 200 {
+				t.Fatalf("%d: %s", resp.StatusCode, body)
+			}
+			id := resp.Header.Get("x-sluice-request-id")
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if line := accessLine(g, id); line != nil {
+					if line["cost_usd"] != c.want {
+						t.Errorf("cost_usd = %v, want %s (line %v)", line["cost_usd"], c.want, line)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no access log line for %s", id)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// accessLine finds the dispatcher's access log line of a request.
+func accessLine(g *gateway, requestID string) map[string]any {
+	for _, l := range strings.Split(g.logs.String(), "\n") {
+		if !strings.Contains(l, `"msg":"access"`) || !strings.Contains(l, requestID) {
+			continue
+		}
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["request_id"] == requestID && m["provider"] != nil {
+			return m
+		}
+	}
+	return nil
 }

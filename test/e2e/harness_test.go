@@ -156,7 +156,7 @@ func newGateway() (*gateway, error) {
 	hasher, _ := vkey.NewHasher([]byte(g.pepper))
 	cfg := config.Config{Version: config.Version, Providers: []config.Provider{
 		{ID: "p-openai", Type: "openai", BaseURL: g.fakeSrv.URL, APIKeyEnv: "E2E_OPENAI_KEY",
-			Models: []string{"gpt-4o-mini", "gpt-4o"}},
+			Models: []string{"gpt-4o-mini", "gpt-4o", "text-embedding-3-small"}},
 		{ID: "p-anthropic", Type: "anthropic", BaseURL: g.fakeSrv.URL, APIKeyEnv: "E2E_ANTHROPIC_KEY",
 			Models: []string{"claude-sonnet-4-5", "claude-haiku-4-5"}},
 	}}

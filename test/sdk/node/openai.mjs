@@ -2,7 +2,8 @@
 //
 //   SLUICE_BASE_URL=http://127.0.0.1:8080 SLUICE_KEY=sk-sluice-... SLUICE_MARKER=nonce \
 //   SLUICE_MODEL=gpt-4o-mini node openai.mjs \
-//     <chat|chat-stream|chat-stream-tools|bad-key|chat-expect-error|chat-stream-expect-error>
+//     <chat|chat-stream|chat-stream-tools|bad-key|chat-expect-error|chat-stream-expect-error|
+//      responses|responses-stream|responses-stream-tools|embeddings>
 //
 // Optional: SLUICE_EXPECT_TEXT (exact answer text to expect), SLUICE_MAX_RETRIES (SDK
 // retries, default the SDK's), SLUICE_PROMPT_EXTRA (appended, after a space, to the text of
@@ -94,7 +95,79 @@ function checkUsage(usage) {
   }
 }
 
+// checkResponsesUsage checks a Responses usage object.
+function checkResponsesUsage(usage) {
+  if (!usage) fail('usage missing');
+  for (const k of ['input_tokens', 'output_tokens', 'total_tokens']) {
+    if (typeof usage[k] !== 'number') fail(`usage.${k} missing: ${JSON.stringify(usage)}`);
+  }
+}
+
+const input = () => [{ role: 'user', content: userText(`Say hello. [marker ${marker}]`) }];
+
 const scenarios = {
+  async responses() {
+    const { data, response } = await client()
+      .responses.create({ model, input: input(), instructions: 'You are terse.' })
+      .withResponse();
+    checkText(data.output_text);
+    checkResponsesUsage(data.usage);
+    if (data.status !== 'completed') fail(`status ${data.status}`);
+    return { text: data.output_text, model: data.model, usage: data.usage, sluice_request_id: response.headers.get('x-sluice-request-id') };
+  },
+
+  // The stream helper, as Codex-style clients use it: every event typed, one terminal event.
+  async 'responses-stream'() {
+    const stream = client().responses.stream({ model, input: input() });
+    const types = [];
+    let text = '';
+    stream.on('response.output_text.delta', (e) => { text += e.delta; });
+    stream.on('event', (e) => { types.push(e.type); });
+    const final = await stream.finalResponse();
+    checkText(final.output_text);
+    if (text !== final.output_text) fail(`deltas ${JSON.stringify(text)} != final ${JSON.stringify(final.output_text)}`);
+    const terminal = types.filter((t) => ['response.completed', 'response.failed', 'response.incomplete'].includes(t));
+    if (terminal.length !== 1 || terminal[0] !== 'response.completed') fail(`terminal events ${JSON.stringify(terminal)}`);
+    if (!types.includes('response.output_item.done')) fail('no response.output_item.done');
+    checkResponsesUsage(final.usage);
+    return { text: final.output_text, events: types.length, model: final.model, usage: final.usage };
+  },
+
+  // A function tool and a custom tool (Codex's apply_patch shape): the call comes back
+  // whole through the stream helper.
+  async 'responses-stream-tools'() {
+    const custom = process.env.SLUICE_TOOL === 'custom';
+    const tools = custom
+      ? [{ type: 'custom', name: 'apply_patch', description: 'Apply a patch.' }]
+      : [{ type: 'function', name: 'get_weather', description: 'Weather for a city.', strict: true,
+           parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string' } },
+             required: ['city', 'unit'], additionalProperties: false } }];
+    const stream = client().responses.stream({
+      model, tools, input: [{ role: 'user', content: userText(`Use the tool. [marker ${marker}]`) }],
+    });
+    const final = await stream.finalResponse();
+    const call = final.output.find((o) => o.type === (custom ? 'custom_tool_call' : 'function_call'));
+    if (!call) fail(`no ${custom ? 'custom_tool_call' : 'function_call'} in ${JSON.stringify(final.output)}`);
+    if (!call.call_id || call.name !== (custom ? 'apply_patch' : 'get_weather')) fail(`bad call ${JSON.stringify(call)}`);
+    if (!custom) {
+      try { JSON.parse(call.arguments); } catch { fail(`arguments not JSON: ${call.arguments}`); }
+    } else if (typeof call.input !== 'string' || !call.input) fail(`custom call without input: ${JSON.stringify(call)}`);
+    return { call_type: call.type, name: call.name, call_id: call.call_id, usage: final.usage };
+  },
+
+  // The SDK asks for base64 by default and decodes it.
+  async embeddings() {
+    const { data, response } = await client()
+      .embeddings.create({ model, input: [userText(`first [marker ${marker}]`), 'second'] })
+      .withResponse();
+    if (data.data.length !== 2 || !Array.isArray(data.data[0].embedding) || data.data[0].embedding.length === 0) {
+      fail(`bad embeddings ${JSON.stringify(data).slice(0, 300)}`);
+    }
+    if (typeof data.usage?.prompt_tokens !== 'number') fail(`usage ${JSON.stringify(data.usage)}`);
+    return { n: data.data.length, dims: data.data[0].embedding.length, usage: data.usage,
+      sluice_request_id: response.headers.get('x-sluice-request-id') };
+  },
+
   async chat() {
     const { data, response } = await client()
       .chat.completions.create({ model, messages })
