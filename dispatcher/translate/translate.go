@@ -1,9 +1,10 @@
 // Package translate is the dispatcher's translation lane: one provider attempt whose client
 // wire format differs from the provider's (an OpenAI chat client on an Anthropic provider,
-// an Anthropic Messages client on an OpenAI or OpenAI-compatible provider). Requests are
-// converted and sent through Bifrost core; responses are rendered back in the client's
-// format by this package, not by Bifrost's client-side converters, because the official
-// SDKs depend on details (event order, first tool-call fragment, usage placement) that
+// an OpenAI Responses client on an Anthropic provider, an Anthropic Messages client on an
+// OpenAI or OpenAI-compatible provider). Requests are converted and sent through Bifrost
+// core; responses are rendered back in the client's format by this package, not by
+// Bifrost's client-side converters, because the official SDKs and the coding CLIs depend on
+// details (event order, first tool-call fragment, usage placement, one terminal event) that
 // those converters do not keep.
 package translate
 
@@ -99,6 +100,9 @@ type direction struct {
 	render func(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, []string, error)
 	// newStream returns the client-format renderer for one stream.
 	newStream func(req *attempt.Request, opts clientOptions) streamRenderer
+	// responses marks the OpenAI Responses direction, which has its own request, response
+	// and event model (see doResponses); the chat fields above are unset for it.
+	responses bool
 }
 
 // clientOptions are request details the renderers need that Bifrost does not carry back.
@@ -121,8 +125,14 @@ type streamRenderer interface {
 	finishReasons() []string
 }
 
+// pick returns the direction that serves req. It reports false for every pair the lane does
+// not translate: endpoints without an equivalent on the provider (embeddings, compaction and
+// token counting across formats, model listings) and requests whose formats already match.
 func pick(req *attempt.Request) (direction, bool) {
 	switch {
+	case req.ClientFormat == wire.OpenAI && req.Endpoint == wire.Responses &&
+		req.Provider.Type == config.ProviderAnthropic:
+		return direction{upstream: schemas.Anthropic, path: "/v1/messages", responses: true}, true
 	case req.ClientFormat == wire.OpenAI && req.Endpoint == wire.ChatCompletions &&
 		req.Provider.Type == config.ProviderAnthropic:
 		return direction{parse: parseOpenAIChat, upstream: schemas.Anthropic, path: "/v1/messages",
@@ -139,18 +149,18 @@ func pick(req *attempt.Request) (direction, bool) {
 // Until it writes to w the Result is uncommitted and carries the error in the client's
 // format; once it writes, the Result is committed and a broken stream ends with an error
 // event in the client's format. A committed Result carries the usage, model and finish
-// reasons Bifrost parsed from the provider's answer (see usageOf).
+// reasons Bifrost parsed from the provider's answer (see usageOf and responsesAttemptUsage).
 func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWriter) (res attempt.Result) {
 	defer func() { res.Done = time.Now() }()
 	dir, ok := pick(req)
 	if !ok {
-		// Another provider in the chain may serve this endpoint natively.
-		return uncommitted(req, failure{status: http.StatusNotImplemented, code: "translation_unsupported",
-			message: "This provider cannot serve this endpoint.", retryable: true},
-			fmt.Errorf("translate: no translation from %s %s to %s", req.ClientFormat, req.Endpoint, req.Provider.Type))
+		return unsupported(req)
 	}
 	bctx := e.attemptContext(ctx, req, dir)
 	defer bctx.Cancel()
+	if dir.responses {
+		return e.doResponses(bctx, req, dir, w)
+	}
 
 	breq, opts, err := dir.parse(bctx, req.Body)
 	if err != nil {
@@ -366,6 +376,19 @@ func providerFailure(bctx *schemas.BifrostContext, req *attempt.Request, berr *s
 		}
 	}
 	return res
+}
+
+// unsupported refuses a request the lane cannot translate for this provider. It is a 400
+// and not retryable: the same request would be refused again, and the operator must route
+// the endpoint to a provider that serves it natively.
+func unsupported(req *attempt.Request) attempt.Result {
+	what := "this endpoint"
+	if p := req.Endpoint.Path(); p != "" {
+		what = p
+	}
+	return uncommitted(req, failure{status: http.StatusBadRequest, code: "unsupported_endpoint",
+		message: fmt.Sprintf("The provider for this model does not serve %s.", what)},
+		fmt.Errorf("translate: no translation from %s %s to %s", req.ClientFormat, req.Endpoint, req.Provider.Type))
 }
 
 func uncommitted(req *attempt.Request, f failure, cause error) attempt.Result {
