@@ -161,8 +161,10 @@ func (s *Server) reserveProvider(ctx context.Context, req *attempt.Request, p *a
 
 var errNoStore = errors.New("no counter store is configured")
 
-// attemptID names one attempt's provider hold: the request id and the provider.
-func attemptID(req *attempt.Request, p *attempt.Provider) string { return req.RequestID + "." + p.ID }
+// attemptID names one attempt's provider hold: the request id, the provider, the try.
+func attemptID(req *attempt.Request, p *attempt.Provider) string {
+	return req.RequestID + "." + p.ID + "." + strconv.Itoa(req.Try)
+}
 
 // settleProvider corrects a provider hold's tokens with the attempt's real usage; the
 // request stays counted either way, since the provider received it.

@@ -237,3 +237,38 @@ func breakerSet(now *time.Time, changes *[]string, s *Server) *breaker.Set {
 			*changes = append(*changes, id+":"+from.String()+">"+to.String())
 		}})
 }
+
+// A key may retry the same provider: after its retry-after when it asked for a short one,
+// never when it asked for longer than the gateway waits; each failed try counts in
+// X-Sluice-Fallback-Count.
+func TestRetriesSameProvider(t *testing.T) {
+	limited := func(h string) step {
+		return step{res: attempt.Result{Status: 429, Retryable: true, Body: []byte(`{}`), Header: http.Header{"Retry-After-Ms": {h}}}}
+	}
+	for _, tc := range []struct {
+		name     string
+		steps    []step
+		calls    string
+		fallback string
+	}{
+		{"two 503s then an answer", []step{fail(503, true, `{}`), fail(503, true, `{}`), answer(200, `{}`)}, "oa:m,oa:m,oa:m", "2"},
+		{"a short retry-after is waited out", []step{limited("50"), answer(200, `{}`)}, "oa:m,oa:m", "1"},
+		{"a long retry-after moves on", []step{limited("60000"), answer(200, `{}`)}, "oa:m,oa2:m", "1"},
+		{"a 400 is never retried", []step{fail(400, false, `{}`)}, "oa:m", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lane := newLane(t, tc.steps...)
+			s := newServer(t, lane, nil, "")
+			c := claims(wire.OpenAI, false, chain("oa:m", "oa2:m")...)
+			c.Fallback = &ctxtoken.Fallback{Retries: 2}
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, request(t, "/v1/chat/completions", `{"model":"m"}`, sign(t, testSignKey, c)))
+			if got := strings.Join(lane.providers(), ","); got != tc.calls {
+				t.Errorf("attempts %s, want %s", got, tc.calls)
+			}
+			if tc.fallback != "" && rec.Header().Get(wire.HeaderFallbackCount) != tc.fallback {
+				t.Errorf("fallback count %q, want %s", rec.Header().Get(wire.HeaderFallbackCount), tc.fallback)
+			}
+		})
+	}
+}

@@ -306,10 +306,12 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 	circuitOpen := false         // a provider was skipped for its open circuit
 	var storeErr *apierror.Error // a provider was skipped: its limits could not be checked
 	failed := 0
+	retries := 0
+	if fb != nil {
+		retries = fb.Retries
+	}
+walk:
 	for i, a := range chain {
-		if fb != nil && fb.MaxAttempts > 0 && obs.attempts >= fb.MaxAttempts {
-			break
-		}
 		p := providers[a.Provider]
 		if p == nil {
 			s.cfg.Logger.Warn("dispatcher: provider in chain is not configured", "request_id", req.RequestID, "provider", a.Provider)
@@ -322,68 +324,78 @@ func (s *Server) walk(obs *observation, w http.ResponseWriter, req *attempt.Requ
 			obs.status = http.StatusOK
 			return
 		}
-		permit, ok := s.breakers.Allow(p.ID)
-		if !ok {
-			// Open, or paused by the provider's own retry-after: skipped, not attempted.
-			circuitOpen = true
-			if !triggers(fb, string(config.TriggerCircuitOpen)) {
-				break
+		// One attempt per provider, and as many retries of it as the key allows.
+		for try := 0; ; try++ {
+			if fb != nil && fb.MaxAttempts > 0 && obs.attempts >= fb.MaxAttempts {
+				break walk
 			}
-			if i < len(chain)-1 {
-				s.cfg.Metrics.Fallback(p.ID, string(config.TriggerCircuitOpen))
+			permit, ok := s.breakers.Allow(p.ID)
+			if !ok {
+				// Open, or paused by the provider's own retry-after: skipped, not attempted.
+				circuitOpen = true
+				if !triggers(fb, string(config.TriggerCircuitOpen)) {
+					break walk
+				}
+				if i < len(chain)-1 {
+					s.cfg.Metrics.Fallback(p.ID, string(config.TriggerCircuitOpen))
+				}
+				continue walk
 			}
-			continue
-		}
-		req.Provider, req.Model = p, a.Model
-		lane := s.cfg.Passthrough
-		if p.Type.Format() != req.ClientFormat {
-			if lane = s.cfg.Translator; lane == nil {
+			req.Provider, req.Model, req.Try = p, a.Model, try
+			lane := s.cfg.Passthrough
+			if p.Type.Format() != req.ClientFormat {
+				if lane = s.cfg.Translator; lane == nil {
+					permit.Record(breaker.Neutral)
+					obs.fail(w, errNoTranslator, req.ClientFormat)
+					return
+				}
+			}
+			hold, lim, herr := s.reserveProvider(ctx, req, p)
+			if herr != nil {
+				// Its limits cannot be checked: skipped, like a full limit; another provider
+				// may have none.
 				permit.Record(breaker.Neutral)
-				obs.fail(w, errNoTranslator, req.ClientFormat)
+				storeErr = herr
+				continue walk
+			}
+			if lim != nil {
+				permit.Record(breaker.Neutral)
+				if limited == nil || lim.retryAfter < limited.retryAfter {
+					limited = lim
+				}
+				continue walk
+			}
+			w.Header().Set(wire.HeaderFallbackCount, strconv.Itoa(failed))
+			span, start := obs.beginAttempt(req), time.Now()
+			res := lane.Do(ctx, req, w)
+			obs.endAttempt(span, req, start, &res)
+			s.settleProvider(ctx, req, hold, &res)
+			recordOutcome(ctx, permit, &res, s.cfg.Now())
+			if res.Committed {
+				obs.status = res.Status
+				if res.Abort {
+					// After the attempt is recorded: the deferred settle sees a cut answer.
+					panic(http.ErrAbortHandler)
+				}
 				return
 			}
-		}
-		hold, lim, herr := s.reserveProvider(ctx, req, p)
-		if herr != nil {
-			// Its limits cannot be checked: skipped, like a full limit; another provider
-			// may have none.
-			permit.Record(breaker.Neutral)
-			storeErr = herr
-			continue
-		}
-		if lim != nil {
-			permit.Record(breaker.Neutral)
-			if limited == nil || lim.retryAfter < limited.retryAfter {
-				limited = lim
+			if res.Err != nil {
+				s.cfg.Logger.Warn("dispatcher: attempt failed", "request_id", req.RequestID,
+					"provider", p.ID, "status", res.Status, "err", res.Err)
 			}
-			continue
-		}
-		w.Header().Set(wire.HeaderFallbackCount, strconv.Itoa(failed))
-		span, start := obs.beginAttempt(req), time.Now()
-		res := lane.Do(ctx, req, w)
-		obs.endAttempt(span, req, start, &res)
-		s.settleProvider(ctx, req, hold, &res)
-		recordOutcome(ctx, permit, &res, s.cfg.Now())
-		if res.Committed {
-			obs.status = res.Status
-			if res.Abort {
-				// After the attempt is recorded: the deferred settle sees a cut answer.
-				panic(http.ErrAbortHandler)
+			last = &res
+			if !res.Retryable || ctx.Err() != nil || !triggers(fb, fallbackReason(&res)) {
+				break walk
 			}
-			return
-		}
-		if res.Err != nil {
-			s.cfg.Logger.Warn("dispatcher: attempt failed", "request_id", req.RequestID,
-				"provider", p.ID, "status", res.Status, "err", res.Err)
-		}
-		last = &res
-		if !res.Retryable || ctx.Err() != nil || !triggers(fb, fallbackReason(&res)) {
+			failed++
+			obs.failed = failed
+			if try < retries && s.pause(ctx, &res, try) {
+				continue // the same provider again
+			}
+			if i < len(chain)-1 { // a fallback only when another provider follows
+				s.cfg.Metrics.Fallback(p.ID, fallbackReason(&res))
+			}
 			break
-		}
-		failed++
-		obs.failed = failed
-		if i < len(chain)-1 { // a fallback only when another provider follows
-			s.cfg.Metrics.Fallback(p.ID, fallbackReason(&res))
 		}
 	}
 	if (last == nil || last.Status == 0) && limited != nil {
@@ -469,4 +481,29 @@ func countTokensLocally(w http.ResponseWriter, body []byte) {
 	h.Set("X-Sluice-Token-Count", "estimate")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
+}
+
+// maxRetryWait is the longest a retry of the same provider waits. A provider asking for
+// longer (retry-after) is left for the next one instead: a client is waiting.
+const maxRetryWait = 5 * time.Second
+
+// pause waits before retrying the same provider after failed attempt try: the provider's
+// own retry-after when it gave one, else a short exponential backoff. It reports false
+// (no retry) when the provider asked for longer than maxRetryWait or the client left.
+func (s *Server) pause(ctx context.Context, res *attempt.Result, try int) bool {
+	d, ok := retryAfter(res.Header, s.cfg.Now())
+	if !ok {
+		d = min(250*time.Millisecond<<try, 2*time.Second)
+	}
+	if d > maxRetryWait {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -118,8 +118,8 @@ func compile(snap *config.Snapshot, gopts guardrail.Options) (*compiled, error) 
 		e.chain = keyChain(r, k, providers)
 		e.budgets, e.limits = budgetsFor(budgets, e), k.Config.RateLimits
 		e.cacheMode, e.maxTokens = k.Config.CacheMode, k.Config.DefaultMaxTokens
-		if fb := k.Config.Fallback; fb.MaxAttempts > 0 || len(fb.Triggers) > 0 {
-			e.fallback = &ctxtoken.Fallback{MaxAttempts: fb.MaxAttempts}
+		if fb := k.Config.Fallback; fb.MaxAttempts > 0 || fb.Retries > 0 || len(fb.Triggers) > 0 {
+			e.fallback = &ctxtoken.Fallback{MaxAttempts: fb.MaxAttempts, Retries: fb.Retries}
 			for _, t := range fb.Triggers {
 				e.fallback.Triggers = append(e.fallback.Triggers, string(t))
 			}

@@ -36,6 +36,7 @@ type Request struct {
 	Endpoint     wire.Endpoint
 	Provider     *Provider
 	Model        string // model name to send to this provider
+	Try          int    // 0 for the first attempt at this provider, then 1, 2… for retries
 	Stream       bool
 	Body         []byte      // the client's request body, as received
 	Header       http.Header // client headers, client credential and x-sluice-* removed

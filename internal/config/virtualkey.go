@@ -118,14 +118,21 @@ const (
 	TriggerCircuitOpen FallbackTrigger = "circuit_open"
 )
 
-// MaxFallbackAttempts bounds Fallback.MaxAttempts.
-const MaxFallbackAttempts = 10
+// MaxFallbackAttempts bounds Fallback.MaxAttempts, and MaxRetries Fallback.Retries.
+const (
+	MaxFallbackAttempts = 10
+	MaxRetries          = 3
+)
 
 // Fallback tunes how a key falls back down its provider chain. Zero values mean the
 // gateway defaults (every provider in the chain; every trigger).
 type Fallback struct {
-	MaxAttempts int               `json:"max_attempts,omitempty"`
-	Triggers    []FallbackTrigger `json:"triggers,omitempty"`
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Retries is how many times a provider is tried again, after a pause (its retry-after,
+	// when at most 5 s; else a short backoff), before the next; 0 by default: no hidden
+	// retry amplification.
+	Retries  int               `json:"retries,omitempty"`
+	Triggers []FallbackTrigger `json:"triggers,omitempty"`
 }
 
 // RuleSet is a deny list and an optional allow list of RE2 regular expressions, matched
@@ -195,6 +202,9 @@ func (c *KeyConfig) Validate() error {
 	errs = append(errs, idList("providers_allowed", KindModelProvider, c.ProvidersAllowed)...)
 	if c.Fallback.MaxAttempts < 0 || c.Fallback.MaxAttempts > MaxFallbackAttempts {
 		errs = append(errs, fmt.Errorf("fallback.max_attempts %d is not in 0..%d", c.Fallback.MaxAttempts, MaxFallbackAttempts))
+	}
+	if c.Fallback.Retries < 0 || c.Fallback.Retries > MaxRetries {
+		errs = append(errs, fmt.Errorf("fallback.retries %d is not in 0..%d", c.Fallback.Retries, MaxRetries))
 	}
 	for i, tr := range c.Fallback.Triggers {
 		switch tr {

@@ -62,7 +62,8 @@ type Claims struct {
 
 // Fallback bounds how a request falls back down its chain.
 type Fallback struct {
-	MaxAttempts int      `json:"n,omitempty"` // 0: one attempt per chain entry
+	MaxAttempts int      `json:"n,omitempty"` // 0: no bound but the chain's (and its retries)
+	Retries     int      `json:"r,omitempty"` // retries of the same provider before the next
 	Triggers    []string `json:"t,omitempty"` // the failure classes that move on; empty: all
 }
 
