@@ -448,3 +448,26 @@ func TestNotFoundAndMethod(t *testing.T) {
 		t.Fatalf("405: %d", resp.StatusCode)
 	}
 }
+
+// After a tool's result the fake answers in text, unless a tool is forced: an agent loop
+// against the demo provider ends.
+func TestAnswerAfterToolResult(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, choice string
+		wantTool           bool
+	}{
+		{"chat first turn", `{"messages":[{"role":"user","content":"hi"}]}`, "", true},
+		{"chat after tool", `{"messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[]},{"role":"tool","content":"sunny"}]}`, "", false},
+		{"chat after tool, forced", `{"messages":[{"role":"tool","content":"sunny"}]}`, "get_weather", true},
+		{"anthropic after tool", `{"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"sunny"}]}]}`, "", false},
+		{"anthropic user text", `{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}`, "", true},
+		{"responses after tool", `{"input":[{"role":"user","content":"hi"},{"type":"function_call_output","call_id":"c","output":"sunny"}]}`, "", false},
+		{"responses custom after tool", `{"input":[{"type":"custom_tool_call_output","call_id":"c","output":"ok"}]}`, "", false},
+		{"responses first turn", `{"input":"hi"}`, "", true},
+	} {
+		a := plan([]byte(tc.body), Script{}, []string{"get_weather"}, tc.choice, "call_")
+		if (a.tool != "") != tc.wantTool {
+			t.Errorf("%s: tool %q, want a tool call %v", tc.name, a.tool, tc.wantTool)
+		}
+	}
+}

@@ -44,6 +44,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 // DefaultText is the answer text when no script overrides it.
@@ -517,9 +519,14 @@ type answer struct {
 
 // plan decides the answer for a request body. tools lists the declared tool names;
 // toolChoice is "none", "" or a forced tool name ("*" = any/required).
+//
+// After a tool result the fake answers in text unless a tool is forced, as a model would once
+// it has what it asked for: an agent (Claude Code, Codex) against the demo provider then ends
+// its turn instead of calling the tool forever.
 func plan(body []byte, sc Script, tools []string, toolChoice, toolPrefix string) answer {
 	var a answer
-	if sc.ToolCall || (len(tools) > 0 && toolChoice != "none") {
+	forced := toolChoice != "" && toolChoice != "none" && toolChoice != "auto"
+	if sc.ToolCall || (len(tools) > 0 && toolChoice != "none" && (forced || !afterToolResult(body))) {
 		a.tool = DefaultToolName
 		if len(tools) > 0 {
 			a.tool = tools[0]
@@ -604,4 +611,26 @@ func (s *sse) send(event string, data any) bool {
 		panic(http.ErrAbortHandler)
 	}
 	return s.ctx.Err() == nil
+}
+
+// afterToolResult reports whether the conversation's last turn hands back a tool's result:
+// an OpenAI chat "tool" message, an Anthropic user turn with a tool_result block, or a
+// Responses function_call_output or custom_tool_call_output item.
+func afterToolResult(body []byte) bool {
+	if last := gjson.GetBytes(body, "messages.@reverse.0"); last.Exists() {
+		if last.Get("role").Str == "tool" {
+			return true
+		}
+		found := false
+		last.Get("content").ForEach(func(_, b gjson.Result) bool {
+			found = b.Get("type").Str == "tool_result"
+			return !found
+		})
+		return found
+	}
+	switch gjson.GetBytes(body, "input.@reverse.0.type").Str {
+	case "function_call_output", "custom_tool_call_output":
+		return true
+	}
+	return false
 }
