@@ -9,9 +9,10 @@ package cachectl
 import (
 	"slices"
 	"strings"
-	"unsafe"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/sluice-gateway/sluice/internal/jsonscan"
 )
 
 // Strip removes every cache_control member from an Anthropic Messages body (and from an
@@ -34,7 +35,7 @@ import (
 // "cache\u005fcontrol"): Sluice's translators decode with encoding/json, which accepts
 // both. Every copy of a duplicated member goes.
 func Strip(body []byte) ([]byte, bool) {
-	w := walker{s: bodyString(body)}
+	w := walker{s: jsonscan.String(body)}
 	if !w.walk() || w.n == 0 {
 		return body, false
 	}
@@ -59,7 +60,7 @@ func Strip(body []byte) ([]byte, bool) {
 // HasCacheControl reports whether the body has a cache_control member anywhere [Strip]
 // would remove one.
 func HasCacheControl(body []byte) bool {
-	w := walker{s: bodyString(body), first: true}
+	w := walker{s: jsonscan.String(body), first: true}
 	w.walk()
 	return w.found
 }
@@ -80,7 +81,7 @@ const breakpoint = `"cache_control":{"type":"ephemeral"}`
 // edited: most decoders keep that one. A body that already has a breakpoint, or is not a
 // JSON object it can read, is returned as is, so Force(Force(b)) equals Force(b).
 func Force(body []byte) ([]byte, bool) {
-	s := bodyString(body)
+	s := jsonscan.String(body)
 	w := walker{s: s, first: true}
 	if !w.walk() || w.found {
 		return body, false
@@ -88,7 +89,7 @@ func Force(body []byte) ([]byte, bool) {
 	// One pass over the top level finds the members and the last tool and message.
 	var system, lastTool, lastMessage span
 	var hasTool, hasMessage bool
-	members(s, skipSpace(s, 0), func(key string, _, vs int) int {
+	members(s, jsonscan.SkipSpace(s, 0), func(key string, _, vs int) int {
 		switch key {
 		case "tools":
 			var end int
@@ -99,10 +100,10 @@ func Force(body []byte) ([]byte, bool) {
 			lastMessage, hasMessage, end = lastElement(s, vs, nil)
 			return end
 		case "system":
-			system = span{vs, valueEnd(s, vs)}
+			system = span{vs, jsonscan.ValueEnd(s, vs)}
 			return system.end
 		}
-		return valueEnd(s, vs)
+		return jsonscan.ValueEnd(s, vs)
 	})
 	var edits [3]edit
 	n := 0
@@ -119,7 +120,7 @@ func Force(body []byte) ([]byte, bool) {
 	if hasMessage && s[lastMessage.start] == '{' {
 		var content span
 		members(s, lastMessage.start, func(key string, _, vs int) int {
-			ve := valueEnd(s, vs)
+			ve := jsonscan.ValueEnd(s, vs)
 			if key == "content" {
 				content = span{vs, ve}
 			}
@@ -180,7 +181,7 @@ func markObject(s string, v span) (edit, bool) {
 		return edit{}, false
 	}
 	at := v.end - 1
-	if skipSpace(s, v.start+1) == at {
+	if jsonscan.SkipSpace(s, v.start+1) == at {
 		return edit{start: at, end: at, pre: breakpoint}, true
 	}
 	return edit{start: at, end: at, pre: "," + breakpoint}, true
@@ -194,7 +195,7 @@ func cacheable(s string, block span) bool {
 	}
 	ok := true
 	members(s, block.start, func(key string, _, vs int) int {
-		ve := valueEnd(s, vs)
+		ve := jsonscan.ValueEnd(s, vs)
 		if key == "type" && ve > vs {
 			if t := gjson.Parse(s[vs:ve]); t.Str == "thinking" || t.Str == "redacted_thinking" {
 				ok = false
@@ -209,10 +210,10 @@ func cacheable(s string, block span) bool {
 // is true, and the end of the array. A value that is no array has no elements.
 func lastElement(s string, i int, keep func(s string, e span) bool) (last span, found bool, end int) {
 	if i >= len(s) || s[i] != '[' {
-		return span{}, false, valueEnd(s, i)
+		return span{}, false, jsonscan.ValueEnd(s, i)
 	}
 	for i++; ; {
-		i = skipSpace(s, i)
+		i = jsonscan.SkipSpace(s, i)
 		if i >= len(s) {
 			return last, found, -1
 		}
@@ -223,7 +224,7 @@ func lastElement(s string, i int, keep func(s string, e span) bool) (last span, 
 			i++
 			continue
 		}
-		end := valueEnd(s, i)
+		end := jsonscan.ValueEnd(s, i)
 		if end < 0 {
 			return last, found, -1
 		}
@@ -242,7 +243,7 @@ func members(s string, i int, fn func(key string, ks, vs int) int) int {
 		return -1
 	}
 	for i++; ; {
-		i = skipSpace(s, i)
+		i = jsonscan.SkipSpace(s, i)
 		if i >= len(s) {
 			return -1
 		}
@@ -257,7 +258,7 @@ func members(s string, i int, fn func(key string, ks, vs int) int) int {
 			return -1
 		}
 		ks := i
-		ke := stringEnd(s, i)
+		ke := jsonscan.StringEnd(s, i)
 		if ke < 0 {
 			return -1
 		}
@@ -265,19 +266,11 @@ func members(s string, i int, fn func(key string, ks, vs int) int) int {
 		if strings.IndexByte(key, '\\') >= 0 {
 			key = gjson.Parse(s[ks:ke]).Str
 		}
-		if i = skipSpace(s, ke); i >= len(s) || s[i] != ':' {
+		if i = jsonscan.SkipSpace(s, ke); i >= len(s) || s[i] != ':' {
 			return -1
 		}
-		if i = fn(key, ks, skipSpace(s, i+1)); i < 0 {
+		if i = fn(key, ks, jsonscan.SkipSpace(s, i+1)); i < 0 {
 			return -1
 		}
 	}
-}
-
-// bodyString returns body as a string without copying. Nothing here writes to it.
-func bodyString(body []byte) string {
-	if len(body) == 0 {
-		return ""
-	}
-	return unsafe.String(unsafe.SliceData(body), len(body))
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/tidwall/gjson"
+
+	"github.com/sluice-gateway/sluice/internal/jsonscan"
 )
 
 // The body is read in one forward pass over its bytes, not with gjson's ForEach, which
@@ -45,7 +47,7 @@ func (w *walker) cut(start, end int) {
 // walk reads the body and reports whether it is a JSON object read to its end (false
 // also when first stopped the walk).
 func (w *walker) walk() bool {
-	i := skipSpace(w.s, 0)
+	i := jsonscan.SkipSpace(w.s, 0)
 	if i >= len(w.s) || w.s[i] != '{' {
 		return false
 	}
@@ -60,7 +62,7 @@ func (w *walker) object(i, depth int) int {
 	// the object stays valid whichever members go.
 	prevEnd, kept, lead := -1, false, -1
 	for i++; ; {
-		i = skipSpace(s, i)
+		i = jsonscan.SkipSpace(s, i)
 		if i >= len(s) {
 			return -1
 		}
@@ -78,7 +80,7 @@ func (w *walker) object(i, depth int) int {
 			return -1
 		}
 		ks := i
-		ke := stringEnd(s, i)
+		ke := jsonscan.StringEnd(s, i)
 		if ke < 0 {
 			return -1
 		}
@@ -86,16 +88,16 @@ func (w *walker) object(i, depth int) int {
 		if strings.IndexByte(key, '\\') >= 0 {
 			key = gjson.Parse(s[ks:ke]).Str
 		}
-		if i = skipSpace(s, ke); i >= len(s) || s[i] != ':' {
+		if i = jsonscan.SkipSpace(s, ke); i >= len(s) || s[i] != ':' {
 			return -1
 		}
-		vs := skipSpace(s, i+1)
+		vs := jsonscan.SkipSpace(s, i+1)
 		var ve int
 		if strings.EqualFold(key, "cache_control") {
 			if w.found = true; w.first {
 				return -1
 			}
-			if ve = valueEnd(s, vs); ve < 0 {
+			if ve = jsonscan.ValueEnd(s, vs); ve < 0 {
 				return -1
 			}
 			if kept {
@@ -112,7 +114,7 @@ func (w *walker) object(i, depth int) int {
 			if descend(key, depth) {
 				ve = w.value(vs, depth+1)
 			} else {
-				ve = valueEnd(s, vs)
+				ve = jsonscan.ValueEnd(s, vs)
 			}
 			if ve < 0 {
 				return -1
@@ -151,13 +153,13 @@ func (w *walker) value(i, depth int) int {
 	case '[':
 		return w.array(i, depth)
 	}
-	return valueEnd(w.s, i)
+	return jsonscan.ValueEnd(w.s, i)
 }
 
 func (w *walker) array(i, depth int) int {
 	s := w.s
 	for i++; ; {
-		i = skipSpace(s, i)
+		i = jsonscan.SkipSpace(s, i)
 		if i >= len(s) {
 			return -1
 		}
@@ -172,71 +174,4 @@ func (w *walker) array(i, depth int) int {
 			return -1
 		}
 	}
-}
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-func skipSpace(s string, i int) int {
-	for i < len(s) && isSpace(s[i]) {
-		i++
-	}
-	return i
-}
-
-// stringEnd returns the index just past the closing quote of the string opening at s[i],
-// or -1 if it is not terminated.
-func stringEnd(s string, i int) int {
-	i++
-	for {
-		j := strings.IndexByte(s[i:], '"')
-		if j < 0 {
-			return -1
-		}
-		j += i
-		n := 0
-		for k := j - 1; k >= i && s[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j + 1
-		}
-		i = j + 1
-	}
-}
-
-// valueEnd returns the index just past the value starting at s[i] (not a space), or -1.
-func valueEnd(s string, i int) int {
-	if i >= len(s) {
-		return -1
-	}
-	switch s[i] {
-	case '"':
-		return stringEnd(s, i)
-	case '{', '[':
-		depth := 0
-		for i < len(s) {
-			switch s[i] {
-			case '"':
-				if i = stringEnd(s, i); i < 0 {
-					return -1
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return -1
-	case '}', ']', ',', ':':
-		return -1
-	}
-	j := i
-	for j < len(s) && !isSpace(s[j]) && s[j] != ',' && s[j] != '}' && s[j] != ']' && s[j] != ':' {
-		j++
-	}
-	return j
 }

@@ -5,6 +5,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/sluice-gateway/sluice/internal/jsonscan"
 )
 
 // A single forward pass over the raw bytes, instead of gjson's ForEach: ForEach re-parses
@@ -17,81 +19,6 @@ import (
 // else) and returns false once the caller's callback asked to stop or the input turned out
 // to be malformed, so iteration ends either way.
 
-// docString returns body as a string without copying. Nothing here writes to it.
-func docString(body []byte) string {
-	if len(body) == 0 {
-		return ""
-	}
-	return unsafe.String(unsafe.SliceData(body), len(body))
-}
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-func skipSpace(s string, i int) int {
-	for i < len(s) && isSpace(s[i]) {
-		i++
-	}
-	return i
-}
-
-// stringEnd returns the index just past the closing quote of the string opening at s[i],
-// or -1 if it is not terminated.
-func stringEnd(s string, i int) int {
-	i++
-	for {
-		j := strings.IndexByte(s[i:], '"')
-		if j < 0 {
-			return -1
-		}
-		j += i
-		n := 0
-		for k := j - 1; k >= i && s[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 0 {
-			return j + 1
-		}
-		i = j + 1
-	}
-}
-
-// valueEnd returns the index just past the value starting at s[i] (not a space), or -1.
-func valueEnd(s string, i int) int {
-	if i >= len(s) {
-		return -1
-	}
-	switch s[i] {
-	case '"':
-		return stringEnd(s, i)
-	case '{', '[':
-		depth := 0
-		for i < len(s) {
-			switch s[i] {
-			case '"':
-				if i = stringEnd(s, i); i < 0 {
-					return -1
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return -1
-	case '}', ']', ',', ':':
-		return -1
-	}
-	j := i
-	for j < len(s) && !isSpace(s[j]) && s[j] != ',' && s[j] != '}' && s[j] != ']' && s[j] != ':' {
-		j++
-	}
-	return j
-}
-
 // members calls fn with the decoded key and the index of the value of every member of the
 // object opening at s[i]. fn returns the end of the value, or -1 to stop. members returns
 // the end of the object, or -1.
@@ -100,7 +27,7 @@ func members(s string, i int, fn func(key string, at int) int) int {
 		return -1
 	}
 	for i++; ; {
-		i = skipSpace(s, i)
+		i = jsonscan.SkipSpace(s, i)
 		if i >= len(s) {
 			return -1
 		}
@@ -114,15 +41,15 @@ func members(s string, i int, fn func(key string, at int) int) int {
 		default:
 			return -1
 		}
-		ke := stringEnd(s, i)
+		ke := jsonscan.StringEnd(s, i)
 		if ke < 0 {
 			return -1
 		}
 		key := decode(s[i+1 : ke-1])
-		if i = skipSpace(s, ke); i >= len(s) || s[i] != ':' {
+		if i = jsonscan.SkipSpace(s, ke); i >= len(s) || s[i] != ':' {
 			return -1
 		}
-		if i = fn(key, skipSpace(s, i+1)); i < 0 {
+		if i = fn(key, jsonscan.SkipSpace(s, i+1)); i < 0 {
 			return -1
 		}
 	}
@@ -131,12 +58,12 @@ func members(s string, i int, fn func(key string, at int) int) int {
 // eachMember calls fn with every member of the object raw (its decoded key and raw value)
 // until fn returns false. It reports whether the iteration ran to the end.
 func eachMember(raw string, fn func(key, val string) bool) bool {
-	i := skipSpace(raw, 0)
+	i := jsonscan.SkipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
 		return true // not an object: nothing to visit
 	}
 	return members(raw, i, func(key string, at int) int {
-		end := valueEnd(raw, at)
+		end := jsonscan.ValueEnd(raw, at)
 		if end < 0 || !fn(key, raw[at:end]) {
 			return -1
 		}
@@ -147,12 +74,12 @@ func eachMember(raw string, fn func(key, val string) bool) bool {
 // eachElement calls fn with every element of the array raw until fn returns false. It
 // reports whether the iteration ran to the end.
 func eachElement(raw string, fn func(val string) bool) bool {
-	i := skipSpace(raw, 0)
+	i := jsonscan.SkipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '[' {
 		return true // not an array: nothing to visit
 	}
 	for i++; ; {
-		i = skipSpace(raw, i)
+		i = jsonscan.SkipSpace(raw, i)
 		if i >= len(raw) {
 			return false
 		}
@@ -163,7 +90,7 @@ func eachElement(raw string, fn func(val string) bool) bool {
 			i++
 			continue
 		}
-		end := valueEnd(raw, i)
+		end := jsonscan.ValueEnd(raw, i)
 		if end < 0 || !fn(raw[i:end]) {
 			return false
 		}

@@ -21,6 +21,8 @@ import (
 	"strings"
 
 	"github.com/sluice-gateway/sluice/extproc/content"
+
+	"github.com/sluice-gateway/sluice/internal/jsonscan"
 )
 
 // maxNesting bounds how deep namespace tools may nest in one another (Codex uses one level).
@@ -51,7 +53,7 @@ const maxNesting = 4
 // name.
 func Tools(body []byte, s content.Shape, fn func(name string) bool) {
 	if s == content.AnthropicMessages {
-		eachMember(docString(body), func(k, v string) bool {
+		eachMember(jsonscan.String(body), func(k, v string) bool {
 			switch {
 			case strings.EqualFold(k, "tools"):
 				return eachElement(v, func(e string) bool { return anthropicTool(e, fn) })
@@ -64,7 +66,7 @@ func Tools(body []byte, s content.Shape, fn func(name string) bool) {
 	}
 	chat, responses := s != content.OpenAIResponses, s != content.OpenAIChat
 	offered := func(e string) bool { return openAITool(e, 0, fn) }
-	eachMember(docString(body), func(k, v string) bool {
+	eachMember(jsonscan.String(body), func(k, v string) bool {
 		switch {
 		case strings.EqualFold(k, "tools"):
 			return eachElement(v, offered)
@@ -232,7 +234,7 @@ func MCPServers(body []byte, fn func(id string) bool) {
 	server := func(e string) bool {
 		return stringMembers(e, fn, "server_label", "server_url", "connector_id", "mcp_server_name")
 	}
-	eachMember(docString(body), func(k, v string) bool {
+	eachMember(jsonscan.String(body), func(k, v string) bool {
 		switch {
 		case strings.EqualFold(k, "mcp_servers"):
 			return eachElement(v, func(e string) bool { return stringMembers(e, fn, "name", "url") })

@@ -6,6 +6,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/sluice-gateway/sluice/internal/jsonscan"
 )
 
 // urlScope are the top-level members whose strings the model or the provider reads.
@@ -34,14 +36,14 @@ var urlScope = [...]string{"messages", "input", "system", "instructions", "tools
 func URLs(body []byte, fn func(url string) bool) {
 	sc := urlScanner{fn: fn}
 	defer sc.release()
-	s := docString(body)
-	members(s, skipSpace(s, 0), func(k string, at int) int {
+	s := jsonscan.String(body)
+	members(s, jsonscan.SkipSpace(s, 0), func(k string, at int) int {
 		for _, want := range urlScope {
 			if strings.EqualFold(k, want) {
 				return sc.value(s, at)
 			}
 		}
-		return valueEnd(s, at)
+		return jsonscan.ValueEnd(s, at)
 	})
 }
 
@@ -88,7 +90,7 @@ func (sc *urlScanner) value(s string, i int) int {
 	for i < len(s) {
 		switch c := s[i]; c {
 		case '"':
-			end := stringEnd(s, i)
+			end := jsonscan.StringEnd(s, i)
 			if end < 0 {
 				return -1
 			}
@@ -97,9 +99,9 @@ func (sc *urlScanner) value(s string, i int) int {
 			if i == valueAt {
 				kind = valueKind
 			}
-			if j := skipSpace(s, end); depth > 0 && j < len(s) && s[j] == ':' {
+			if j := jsonscan.SkipSpace(s, end); depth > 0 && j < len(s) && s[j] == ':' {
 				// A key: scanned as text, and it says how its value is read.
-				valueAt, valueKind = skipSpace(s, j+1), kindOf(decode(raw))
+				valueAt, valueKind = jsonscan.SkipSpace(s, j+1), kindOf(decode(raw))
 				end = j + 1
 			}
 			if !sc.text(raw, kind) {
@@ -118,7 +120,7 @@ func (sc *urlScanner) value(s string, i int) int {
 			}
 		default:
 			if depth == 0 {
-				return valueEnd(s, i)
+				return jsonscan.ValueEnd(s, i)
 			}
 		}
 		i++
