@@ -121,15 +121,7 @@ func (s *Server) reserveProvider(ctx context.Context, req *attempt.Request, p *a
 	if lim.IsZero() {
 		return nil, nil, nil
 	}
-	var cs []counters.Counter
-	add := func(name string, w counters.Window, u counters.Unit, limit, amount int64) {
-		if limit > 0 {
-			cs = append(cs, counters.Counter{Key: "p:" + p.ID + ":" + name, Window: w, Unit: u, Limit: limit, Amount: amount, Block: true})
-		}
-	}
-	add("rpm", counters.WindowMinute, counters.UnitRequests, lim.RPM, 1)
-	add("rpd", counters.WindowDay, counters.UnitRequests, lim.RPD, 1)
-	add("tpm", counters.WindowMinute, counters.UnitTokens, lim.TPM,
+	cs := counters.LimitCounters(nil, "p:"+p.ID, lim.RPM, lim.RPD, lim.TPM,
 		pricing.EstimateTokens(int64(len(req.Body)))+pricing.MaxOutputTokens(req.Body, 0))
 	store := s.cfg.Counters
 	slot := "p:" + p.ID
@@ -152,7 +144,7 @@ func (s *Server) reserveProvider(ctx context.Context, req *attempt.Request, p *a
 	}
 	if !adm.OK {
 		c := cs[adm.Denied]
-		name := c.Key[len("p:"+p.ID+":"):]
+		name := counters.LimitName(c)
 		s.cfg.Metrics.RateLimited(name)
 		return nil, &providerLimited{provider: p.ID, limit: name, value: c.Limit, retryAfter: adm.RetryAfter}, nil
 	}

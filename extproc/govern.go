@@ -211,16 +211,7 @@ func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, 
 		}
 	}
 	lim := k.limits
-	if lim.RPM > 0 {
-		cs = append(cs, counters.Counter{Key: "k:" + k.id + ":rpm", Window: counters.WindowMinute, Unit: counters.UnitRequests, Limit: lim.RPM, Amount: 1, Block: true})
-	}
-	if lim.RPD > 0 {
-		cs = append(cs, counters.Counter{Key: "k:" + k.id + ":rpd", Window: counters.WindowDay, Unit: counters.UnitRequests, Limit: lim.RPD, Amount: 1, Block: true})
-	}
-	if lim.TPM > 0 {
-		cs = append(cs, counters.Counter{Key: "k:" + k.id + ":tpm", Window: counters.WindowMinute, Unit: counters.UnitTokens, Limit: lim.TPM,
-			Amount: pricing.EstimateTokens(inBytes) + maxOut, Block: true})
-	}
+	cs = counters.LimitCounters(cs, "k:"+k.id, lim.RPM, lim.RPD, lim.TPM, pricing.EstimateTokens(inBytes)+maxOut)
 	store := r.srv.cfg.Counters
 	m := r.srv.cfg.Metrics
 	if store == nil {
@@ -254,14 +245,12 @@ func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, 
 				"Budget "+b.id+" ("+b.scope+", "+string(b.window)+") is exhausted: limit $"+config.NanoUSD(b.limit).String()+".")
 			return nil, "", e
 		}
-		name := c.Key[strings.LastIndexByte(c.Key, ':')+1:]
+		name, secs := counters.LimitName(c), strconv.FormatInt(adm.RetryAfterSeconds(), 10)
 		m.RateLimited(name)
-		secs := int64((adm.RetryAfter + 999_999_999) / 1_000_000_000)
-		r.extraHeaders = append(r.extraHeaders,
-			[2]string{"retry-after", strconv.FormatInt(max(secs, 1), 10)},
+		r.extraHeaders = append(r.extraHeaders, [2]string{"retry-after", secs},
 			[2]string{wire.HeaderRateLimit, "VIRTUAL_KEY:" + k.id + " " + name + "=" + strconv.FormatInt(c.Limit, 10)})
 		return nil, "", apierror.New(http.StatusTooManyRequests, "rate_limited",
-			"Rate limit "+name+"="+strconv.FormatInt(c.Limit, 10)+" of this key reached; retry after "+strconv.FormatInt(max(secs, 1), 10)+" s.")
+			"Rate limit "+name+"="+strconv.FormatInt(c.Limit, 10)+" of this key reached; retry after "+secs+" s.")
 	}
 	var warn []string
 	for i, b := range k.budgets {
