@@ -317,7 +317,7 @@ walk:
 			s.cfg.Logger.Warn("dispatcher: provider in chain is not configured", "request_id", req.RequestID, "provider", a.Provider)
 			continue
 		}
-		if req.Endpoint == wire.CountTokens && p.Type.Format() != wire.Anthropic {
+		if req.Endpoint == wire.CountTokens && p.Type != config.ProviderAnthropic {
 			// Only Anthropic counts tokens for a Messages body; for any other provider the
 			// gateway estimates, and says so.
 			countTokensLocally(w, req.Body)
@@ -343,7 +343,7 @@ walk:
 			}
 			req.Provider, req.Model, req.Try = p, a.Model, try
 			lane := s.cfg.Passthrough
-			if p.Type.Format() != req.ClientFormat {
+			if !p.Type.Speaks(req.ClientFormat) {
 				if lane = s.cfg.Translator; lane == nil {
 					permit.Record(breaker.Neutral)
 					obs.fail(w, errNoTranslator, req.ClientFormat)

@@ -20,7 +20,7 @@ import (
 // askStreamUsage returns body with stream_options.include_usage set, and whether the client
 // left it unset (so the usage chunk is not the client's to see).
 func askStreamUsage(req *attempt.Request, body []byte) ([]byte, bool) {
-	if !req.Stream || req.Endpoint != wire.ChatCompletions || req.Provider.Type.Format() != wire.OpenAI {
+	if !req.Stream || req.Endpoint != wire.ChatCompletions || !req.Provider.Type.Speaks(wire.OpenAI) {
 		return body, false
 	}
 	if gjson.GetBytes(body, "stream_options.include_usage").Type == gjson.True {

@@ -251,11 +251,11 @@ func (p *providerEntry) servesEndpoint(e wire.Endpoint) bool {
 	t := config.ProviderType(p.typ)
 	switch e {
 	case wire.Embeddings, wire.ResponsesCompact:
-		return t.Format() == wire.OpenAI
+		return t.Speaks(wire.OpenAI)
 	case wire.Messages, wire.CountTokens:
-		return t.Format() == wire.Anthropic || t.Translatable() || e == wire.CountTokens
+		return t.Speaks(wire.Anthropic) || t.Translatable() || e == wire.CountTokens
 	}
-	return t.Format() == wire.OpenAI || t.Translatable()
+	return t.Speaks(wire.OpenAI) || t.Translatable()
 }
 
 // route resolves the requested model to the provider chain: each provider that can serve the

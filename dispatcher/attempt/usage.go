@@ -16,6 +16,9 @@ package attempt
 //   - Anthropic: input_tokens excludes the cache, so InputTokens = input_tokens +
 //     cache_read_input_tokens + cache_creation_input_tokens; OutputTokens = output_tokens, of
 //     which output_tokens_details.thinking_tokens are ReasoningTokens.
+//   - Gemini: InputTokens = promptTokenCount, of which cachedContentTokenCount are
+//     CacheReadTokens; OutputTokens = candidatesTokenCount + thoughtsTokenCount, the
+//     thoughts being ReasoningTokens.
 type Usage struct {
 	InputTokens         int64 // every input token, cache reads and writes included
 	OutputTokens        int64 // every output token, reasoning included

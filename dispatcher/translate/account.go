@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/maximhq/bifrost/core/schemas"
@@ -13,8 +14,24 @@ import (
 // Bifrost keys its provider workers by name. Sluice needs only one worker pool per
 // provider implementation: the base URL and the credential vary per attempt and travel in
 // the request context (see attemptContext), so one pool serves every configured provider
-// of that type.
-var bifrostProviders = []schemas.ModelProvider{schemas.OpenAI, schemas.Anthropic}
+// of that type. Gemini needs two, one per scheme: Bifrost's Gemini provider puts its
+// pool's base URL in front of the per-request path, so the scheme is all a pool fixes (see
+// geminiPools).
+var bifrostProviders = []schemas.ModelProvider{schemas.OpenAI, schemas.Anthropic, schemas.Gemini}
+
+// geminiHTTP is the pool for Gemini providers reached over plain http (a local proxy or a
+// test double). It is a Bifrost custom provider on the Gemini implementation, created on
+// its first attempt rather than at start, so a gateway without such a provider runs no
+// workers for it.
+const geminiHTTP schemas.ModelProvider = "sluice-gemini-http"
+
+// geminiPools are the Gemini pools and the base URL each is given: just a scheme. Bifrost's
+// Gemini provider builds every URL as its base URL followed by the path in
+// BifrostContextKeyURLPath (providers/gemini completeRequest, ChatCompletionStream), and
+// has no per-request base URL; with "https:" as the base and "//host/prefix/v1beta/models/…"
+// as the path, the request goes where the attempt's provider says, and one pool serves
+// every Gemini provider of that scheme.
+var geminiPools = map[schemas.ModelProvider]string{schemas.Gemini: "https:", geminiHTTP: "http:"}
 
 // ctxKeyCredential carries the attempt's credential to account.GetKeysForProvider. It is
 // unexported so nothing outside this package can plant a key.
@@ -26,8 +43,8 @@ type account struct {
 }
 
 func newAccount(cfg Config) *account {
-	a := &account{configs: make(map[schemas.ModelProvider]*schemas.ProviderConfig, len(bifrostProviders))}
-	for _, p := range bifrostProviders {
+	a := &account{configs: make(map[schemas.ModelProvider]*schemas.ProviderConfig, len(bifrostProviders)+1)}
+	for _, p := range slices.Concat(bifrostProviders, []schemas.ModelProvider{geminiHTTP}) {
 		a.configs[p] = &schemas.ProviderConfig{
 			NetworkConfig: schemas.NetworkConfig{
 				DefaultRequestTimeoutInSeconds: seconds(cfg.RequestTimeout),
@@ -43,6 +60,15 @@ func newAccount(cfg Config) *account {
 				Concurrency: cfg.Concurrency,
 				BufferSize:  cfg.QueueSize,
 			},
+		}
+		if base, ok := geminiPools[p]; ok {
+			a.configs[p].NetworkConfig.BaseURL = base
+			if cfg.caCertPEM != "" {
+				a.configs[p].NetworkConfig.CACertPEM = &schemas.SecretVar{Val: cfg.caCertPEM, SecretType: schemas.SecretTypePlainText}
+			}
+		}
+		if p == geminiHTTP {
+			a.configs[p].CustomProviderConfig = &schemas.CustomProviderConfig{BaseProviderType: schemas.Gemini}
 		}
 	}
 	return a
@@ -68,6 +94,10 @@ func (a *account) GetConfigForProvider(p schemas.ModelProvider) (*schemas.Provid
 		return nil, fmt.Errorf("translate: provider %q not configured", p)
 	}
 	cp := *c // Bifrost writes defaults into the config it is given
+	if c.CustomProviderConfig != nil {
+		cpc := *c.CustomProviderConfig // and its provider key into this one
+		cp.CustomProviderConfig = &cpc
+	}
 	return &cp, nil
 }
 

@@ -1,11 +1,11 @@
 // Package translate is the dispatcher's translation lane: one provider attempt whose client
 // wire format differs from the provider's (an OpenAI chat client on an Anthropic provider,
 // an OpenAI Responses client on an Anthropic provider, an Anthropic Messages client on an
-// OpenAI or OpenAI-compatible provider). Requests are converted and sent through Bifrost
-// core; responses are rendered back in the client's format by this package, not by
-// Bifrost's client-side converters, because the official SDKs and the coding CLIs depend on
-// details (event order, first tool-call fragment, usage placement, one terminal event) that
-// those converters do not keep.
+// OpenAI or OpenAI-compatible provider, any of the three on a Gemini provider). Requests
+// are converted and sent through Bifrost core; responses are rendered back in the client's
+// format by this package, not by Bifrost's client-side converters, because the official
+// SDKs and the coding CLIs depend on details (event order, first tool-call fragment, usage
+// placement, one terminal event) that those converters do not keep.
 package translate
 
 import (
@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,6 +44,10 @@ type Config struct {
 	// QueueSize is how many requests may wait for a worker; beyond it an attempt fails at
 	// once with a retryable 502 so the chain moves on. Default: 2048.
 	QueueSize int
+
+	// caCertPEM is a CA the Gemini pools trust besides the system's: tests only, for a
+	// local https provider.
+	caCertPEM string
 }
 
 func (c *Config) setDefaults() {
@@ -92,17 +97,27 @@ func (e *Engine) Close() { e.client.Shutdown() }
 type direction struct {
 	// parse turns the client body into a Bifrost request.
 	parse func(bctx *schemas.BifrostContext, body []byte) (*schemas.BifrostChatRequest, clientOptions, error)
-	// upstream is the Bifrost provider implementation and the path it is served at.
+	// upstream is the Bifrost provider pool the attempt goes through, and target the URL
+	// (or, for Gemini, the scheme-relative URL) it is sent to; see attemptContext.
 	upstream schemas.ModelProvider
-	path     string
+	target   func(req *attempt.Request) string
 	// render writes a complete non-streaming response in the client's format, and returns
 	// the finish reasons it wrote, in choice order.
 	render func(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, []string, error)
 	// newStream returns the client-format renderer for one stream.
 	newStream func(req *attempt.Request, opts clientOptions) streamRenderer
-	// responses marks the OpenAI Responses direction, which has its own request, response
-	// and event model (see doResponses); the chat fields above are unset for it.
-	responses bool
+	// adapt, when set, returns one attempt's fix-up for the provider's answers: every
+	// Bifrost chat response and stream chunk goes through it before it is rendered.
+	adapt func() func(*schemas.BifrostChatResponse)
+	// run, when set, performs the attempt instead of the chat flow above: the OpenAI
+	// Responses directions, which have their own request, response and event model. The
+	// chat fields are unset for them.
+	run func(e *Engine, bctx *schemas.BifrostContext, req *attempt.Request, dir direction, w http.ResponseWriter) attempt.Result
+}
+
+// at returns the target of a provider served at a fixed path under its base URL.
+func at(path string) func(req *attempt.Request) string {
+	return func(req *attempt.Request) string { return strings.TrimRight(req.Provider.BaseURL, "/") + path }
 }
 
 // clientOptions are request details the renderers need that Bifrost does not carry back.
@@ -130,16 +145,19 @@ type streamRenderer interface {
 // token counting across formats, model listings) and requests whose formats already match.
 func pick(req *attempt.Request) (direction, bool) {
 	switch {
+	case req.Provider.Type == config.ProviderGemini:
+		// Before the OpenAI case: Gemini's Format is OpenAI's, but its wire is its own.
+		return pickGemini(req)
 	case req.ClientFormat == wire.OpenAI && req.Endpoint == wire.Responses &&
 		req.Provider.Type == config.ProviderAnthropic:
-		return direction{upstream: schemas.Anthropic, path: "/v1/messages", responses: true}, true
+		return direction{upstream: schemas.Anthropic, target: at("/v1/messages"), run: (*Engine).doResponses}, true
 	case req.ClientFormat == wire.OpenAI && req.Endpoint == wire.ChatCompletions &&
 		req.Provider.Type == config.ProviderAnthropic:
-		return direction{parse: parseOpenAIChat, upstream: schemas.Anthropic, path: "/v1/messages",
+		return direction{parse: parseOpenAIChat, upstream: schemas.Anthropic, target: at("/v1/messages"),
 			render: renderOpenAIChat, newStream: newOpenAIStream}, true
 	case req.ClientFormat == wire.Anthropic && req.Endpoint == wire.Messages &&
-		req.Provider.Type.Format() == wire.OpenAI:
-		return direction{parse: parseAnthropicMessages, upstream: schemas.OpenAI, path: "/v1/chat/completions",
+		req.Provider.Type.Speaks(wire.OpenAI):
+		return direction{parse: parseAnthropicMessages, upstream: schemas.OpenAI, target: at("/v1/chat/completions"),
 			render: renderAnthropicMessage, newStream: newAnthropicStream}, true
 	}
 	return direction{}, false
@@ -158,8 +176,8 @@ func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWr
 	}
 	bctx := e.attemptContext(ctx, req, dir)
 	defer bctx.Cancel()
-	if dir.responses {
-		return e.doResponses(bctx, req, dir, w)
+	if dir.run != nil {
+		return dir.run(e, bctx, req, dir, w)
 	}
 
 	breq, opts, err := dir.parse(bctx, req.Body)
@@ -171,9 +189,13 @@ func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWr
 	breq.Provider = dir.upstream
 	breq.Model = req.Model
 	breq.Fallbacks = nil
+	fix := func(*schemas.BifrostChatResponse) {}
+	if dir.adapt != nil {
+		fix = dir.adapt()
+	}
 
 	if req.Stream {
-		return e.stream(bctx, req, dir, breq, opts, w)
+		return e.stream(bctx, req, dir, breq, opts, fix, w)
 	}
 	resp, berr := e.client.ChatCompletionRequest(bctx, breq)
 	// Bifrost hands the answer over whole: its arrival stands for the first byte's.
@@ -181,6 +203,7 @@ func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWr
 	if berr != nil {
 		return providerFailure(bctx, req, berr, answered)
 	}
+	fix(resp)
 	body, reasons, err := dir.render(resp, req)
 	if err != nil {
 		res = uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
@@ -202,13 +225,15 @@ func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWr
 
 // attemptContext carries the per-attempt provider URL and credential to Bifrost. Bifrost
 // builds one provider per type with a fixed base URL; a complete URL in
-// BifrostContextKeyURLPath overrides it per request (providers/utils.GetRequestPath).
+// BifrostContextKeyURLPath overrides it per request (providers/utils.GetRequestPath), and
+// for Gemini, whose provider only appends that value to its base URL, the rest of the URL
+// after the pool's scheme does (see geminiPools).
 func (e *Engine) attemptContext(ctx context.Context, req *attempt.Request, dir direction) *schemas.BifrostContext {
 	bctx := schemas.NewBifrostContext(ctx, schemas.NoDeadline)
 	key := credential(req.Provider.ID, req.Provider.APIKey)
 	bctx.SetValue(ctxKeyCredential{}, key)
 	bctx.SetValue(schemas.BifrostContextKeyDirectKey, key)
-	bctx.SetValue(schemas.BifrostContextKeyURLPath, strings.TrimRight(req.Provider.BaseURL, "/")+dir.path)
+	bctx.SetValue(schemas.BifrostContextKeyURLPath, dir.target(req))
 	bctx.SetValue(schemas.BifrostContextKeyRequestID, req.RequestID)
 	if dir.upstream == schemas.Anthropic {
 		// anthropic-version is pinned by Bifrost's Anthropic provider (the version its
@@ -221,7 +246,7 @@ func (e *Engine) attemptContext(ctx context.Context, req *attempt.Request, dir d
 }
 
 func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir direction,
-	breq *schemas.BifrostChatRequest, opts clientOptions, w http.ResponseWriter) attempt.Result {
+	breq *schemas.BifrostChatRequest, opts clientOptions, fix func(*schemas.BifrostChatResponse), w http.ResponseWriter) attempt.Result {
 	ch, berr := e.client.ChatCompletionStreamRequest(bctx, breq)
 	if berr != nil {
 		return providerFailure(bctx, req, berr, time.Now())
@@ -289,6 +314,7 @@ func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir 
 			return res
 		}
 		if c.BifrostChatResponse != nil {
+			fix(c.BifrostChatResponse)
 			if u := c.BifrostChatResponse.Usage; u != nil {
 				usage = u
 			}
@@ -429,6 +455,13 @@ func classify(ctx context.Context, berr *schemas.BifrostError) failure {
 	if typ == "" && berr.Type != nil {
 		typ = *berr.Type
 	}
+	// Type or code set means Bifrost parsed the provider's own error JSON.
+	parsed := typ != "" || code != ""
+	if _, err := strconv.Atoi(code); err == nil {
+		// Gemini (and some OpenAI-compatible servers) repeat the HTTP status as the code;
+		// the type (Gemini's status name, RESOURCE_EXHAUSTED) is the one that says more.
+		code = ""
+	}
 	switch {
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
 		return failure{status: 499, code: "client_closed_request", message: "The client closed the request."}
@@ -441,8 +474,7 @@ func classify(ctx context.Context, berr *schemas.BifrostError) failure {
 	case !berr.IsBifrostError && status >= 400:
 		f := failure{status: status, code: firstNonEmpty(code, typ, "provider_error"), answered: true,
 			retryable: status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout}
-		// Type or code set means Bifrost parsed the provider's own error JSON.
-		if (typ != "" || code != "") && !hasCause && msg != "" {
+		if parsed && !hasCause && msg != "" {
 			if len(msg) > maxProviderMessage {
 				msg = msg[:maxProviderMessage]
 			}

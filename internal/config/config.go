@@ -149,10 +149,10 @@ func (c *Config) Validate() error {
 		}
 		providers[p.ID] = true
 		switch p.Type {
-		case ProviderOpenAI, ProviderAnthropic:
-		case ProviderOpenAICompatible:
+		case ProviderOpenAI, ProviderAnthropic, ProviderGemini:
+		case ProviderOpenAICompatible, ProviderAzure:
 			if p.BaseURL == "" {
-				errs = append(errs, fmt.Errorf("provider %q: base_url is required for openai-compatible", p.ID))
+				errs = append(errs, fmt.Errorf("provider %q: base_url is required for %s", p.ID, p.Type))
 			}
 		default:
 			errs = append(errs, fmt.Errorf("provider %q: unknown type %q", p.ID, p.Type))
@@ -228,8 +228,11 @@ func (c *Config) Validate() error {
 
 // DefaultBaseURL is the public API of a provider type.
 func DefaultBaseURL(t ProviderType) string {
-	if t == ProviderAnthropic {
+	switch t {
+	case ProviderAnthropic:
 		return "https://api.anthropic.com"
+	case ProviderGemini:
+		return "https://generativelanguage.googleapis.com"
 	}
 	return "https://api.openai.com"
 }

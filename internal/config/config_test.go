@@ -81,7 +81,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		Version: 7,
 		Providers: []Provider{
 			{ID: "", Type: ProviderOpenAI},
-			{ID: "p", Type: "gemini"},
+			{ID: "p", Type: "bedrock"},
 			{ID: "p", Type: ProviderOpenAICompatible},
 			{ID: "q", Type: ProviderAnthropic, BaseURL: "gopher://x"},
 		},
@@ -102,7 +102,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	want := []string{
 		"version 7",
 		"providers[0]: id is required",
-		`unknown type "gemini"`,
+		`unknown type "bedrock"`,
 		`providers[2]: duplicate id "p"`,
 		`provider "p": base_url is required`,
 		`provider "q": base_url must be an http(s) URL`,

@@ -35,19 +35,24 @@ func ProviderTypes() []ProviderType {
 		ProviderVertex, ProviderGemini, ProviderOpenAICompatible}
 }
 
-// Format returns the wire format the provider type speaks natively.
-func (t ProviderType) Format() wire.Format {
-	if t == ProviderAnthropic {
-		return wire.Anthropic
+// Speaks reports whether the provider type speaks client wire format f natively, so that
+// same-format traffic can pass through byte for byte. Gemini (and Bedrock, Vertex) speak
+// neither: every client reaches them through the translation lane.
+func (t ProviderType) Speaks(f wire.Format) bool {
+	switch t {
+	case ProviderOpenAI, ProviderOpenAICompatible, ProviderAzure:
+		return f == wire.OpenAI
+	case ProviderAnthropic:
+		return f == wire.Anthropic
 	}
-	return wire.OpenAI
+	return false
 }
 
 // Dispatchable reports whether the dispatcher serves this type yet: the others are stored
 // and distributed, but left out of chains until their lane exists.
 func (t ProviderType) Dispatchable() bool {
 	switch t {
-	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderAzure:
+	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderAzure, ProviderGemini:
 		return true
 	}
 	return false
@@ -57,7 +62,7 @@ func (t ProviderType) Dispatchable() bool {
 // another wire format; the others serve only clients of their own format.
 func (t ProviderType) Translatable() bool {
 	switch t {
-	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible:
+	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderGemini:
 		return true
 	}
 	return false
