@@ -11,7 +11,9 @@
 //     it for the provider credential, so a broken swap fails the run;
 //   - sluice-guarded: the same with a key whose PII guardrail (redact) inspects the request,
 //     the answer and, for streams, every chunk: the cost of inspection, next to the row
-//     without it.
+//     without it;
+//   - sluice-governed: the same with a key under a block budget and RPM/TPM limits, reserved
+//     at admission and settled at the end in the in-process counter store.
 //
 // Sluice rows also report ext_proc messages per request, from Envoy's own counters: 2 for a
 // key without response guardrails (request headers and body), more for a guarded one.
@@ -237,9 +239,10 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 		{name: "envoy-only", base: "direct", url: eo.url + path, auth: bearer + providerCredential},
 		{name: "sluice", base: "direct", url: sl.url + path, auth: bearer + sl.secret, admin: sl.admin},
 		{name: "sluice-guarded", base: "direct", url: sl.url + path, auth: bearer + sl.guarded, admin: sl.admin},
+		{name: "sluice-governed", base: "direct", url: sl.url + path, auth: bearer + sl.governed, admin: sl.admin},
 	}
 	if o.stream {
-		for _, t := range targets[:4] {
+		for _, t := range targets[:5] {
 			t.name, t.base, t.stream = t.name+"-stream", "direct-stream", true
 			targets = append(targets, t)
 		}
@@ -353,7 +356,7 @@ func benchMain(args []string, stdout, stderr io.Writer) int {
 	for _, st := range order {
 		// A key without response guardrails must cost Envoy exactly two ext_proc messages
 		// (request headers and body): the response phases stay skipped.
-		if (st.path == "sluice" || st.path == "sluice-stream") && st.extProc != 2*int64(len(st.lat)) {
+		if (st.path == "sluice" || st.path == "sluice-stream" || strings.HasPrefix(st.path, "sluice-governed")) && st.extProc != 2*int64(len(st.lat)) {
 			fmt.Fprintf(stderr, "\nbench: ERROR: %s at concurrency %d: %d ext_proc messages for %d requests, want 2 per request\n",
 				st.path, st.conc, st.extProc, len(st.lat))
 			failed++

@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-gateway/sluice/envoy"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/fakeprovider"
+	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/vkey"
 	"github.com/sluice-gateway/sluice/xds"
 )
@@ -204,10 +205,13 @@ type sluiceProc struct {
 	admin   string // its Envoy's admin, host:port
 	secret  string // the virtual key the client sends
 	guarded string // a virtual key whose requests, answers and streams run a PII guardrail
-	dir     string
-	cmd     *exec.Cmd
-	out     *tailBuffer
-	done    chan struct{} // closed when the child has exited
+	// governed is a virtual key under a block budget and RPM/TPM limits: every request is
+	// reserved and settled in the in-process counter store.
+	governed string
+	dir      string
+	cmd      *exec.Cmd
+	out      *tailBuffer
+	done     chan struct{} // closed when the child has exited
 }
 
 // startSluice returns a usable out buffer even on error; it has then stopped what it started.
@@ -232,9 +236,15 @@ func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrenc
 	if s.guarded, err = vkey.NewSecret(); err != nil {
 		return fail(err)
 	}
+	if s.governed, err = vkey.NewSecret(); err != nil {
+		return fail(err)
+	}
 	cfg := config.Config{Version: config.Version,
 		Providers: []config.Provider{{ID: "p-fake", Type: "openai", BaseURL: "http://" + fakeAddr,
-			APIKeyEnv: "BENCH_OPENAI_KEY", Models: []string{benchModel}}},
+			APIKeyEnv: "BENCH_OPENAI_KEY", Models: []string{benchModel},
+			Pricing: pricing.Overrides{benchModel: {Input: config.NanoPerUSD, Output: 2 * config.NanoPerUSD}}}},
+		Budgets: []config.Budget{{ID: "bg_bench", Name: "bench", Scope: config.MustParseScope("PROJECT:proj-governed"),
+			Window: config.WindowMonth, LimitNanoUSD: 1_000_000 * config.NanoPerUSD, OnBreach: config.BreachBlock}},
 		Guardrails: []config.Guardrail{{ID: "pii", Name: "PII", Kind: config.GuardrailPII, Action: config.ActionRedact,
 			Directions: []config.GuardrailDirection{config.DirectionRequest, config.DirectionResponse, config.DirectionStream}}},
 		Keys: []config.Key{
@@ -242,6 +252,9 @@ func startSluice(ctx context.Context, bin, envoyBin, fakeAddr string, concurrenc
 				OrgID: "org-bench", TeamID: "team-bench", ProjectID: "proj-bench"},
 			{ID: config.NewID(config.KindVirtualKey), Name: "bench-guarded", Hash: hasher.Sum(s.guarded).Hex(),
 				OrgID: "org-bench", TeamID: "team-bench", ProjectID: "proj-bench", Guardrails: []string{"pii"}},
+			{ID: config.NewID(config.KindVirtualKey), Name: "bench-governed", Hash: hasher.Sum(s.governed).Hex(),
+				OrgID: "org-bench", TeamID: "team-bench", ProjectID: "proj-governed",
+				RateLimits: config.RateLimits{RPM: 1 << 40, TPM: 1 << 50}},
 		},
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
