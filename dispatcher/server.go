@@ -166,14 +166,19 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 			base = config.DefaultBaseURL(p.Type)
 		}
 		var az config.AzureConfig
-		if p.Type == config.ProviderAzure {
-			if az, err = p.Azure(); err != nil {
-				errs = append(errs, fmt.Errorf("provider %q: %w", id, err))
-				continue
-			}
+		var cloud config.CloudConfig
+		switch p.Type {
+		case config.ProviderAzure:
+			az, err = p.Azure()
+		case config.ProviderBedrock, config.ProviderVertex:
+			cloud, err = p.Cloud()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("provider %q: %w", id, err))
+			continue
 		}
 		next[id] = &attempt.Provider{ID: id, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key,
-			Limits: p.Limits, Prices: p.Pricing, Timeouts: p.Timeouts, Azure: az}
+			Limits: p.Limits, Prices: p.Pricing, Timeouts: p.Timeouts, Azure: az, Region: cloud.Region}
 	}
 	s.providers.Store(&next)
 	s.breakers.Forget(func(id string) bool { return next[id] != nil })

@@ -30,7 +30,7 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 		"env":     {ID: "env", Name: "e", Type: "openai", CredentialsEnv: "PROVIDER_KEY", Scope: scope},
 		"none":    {ID: "none", Name: "n", Type: "openai-compatible", BaseURL: "http://127.0.0.1:8000/", Scope: scope},
 		"moved":   {ID: "moved", Name: "m", Type: "openai", Credentials: moved, Scope: scope},
-		"bedrock": {ID: "bedrock", Name: "b", Type: "bedrock", Scope: scope},
+		"bedrock": {ID: "bedrock", Name: "b", Type: "bedrock", Scope: scope, ProviderConfig: []byte(`{"region":"us-east-1"}`)},
 		// Someone who may edit providers names another variable of the dispatcher's
 		// environment, hoping it is sent to their host as the credential.
 		"exfil": {ID: "exfil", Name: "x", Type: "openai-compatible", BaseURL: "http://attacker.invalid",

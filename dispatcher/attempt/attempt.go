@@ -26,6 +26,8 @@ type Provider struct {
 	Timeouts config.Timeouts
 	// Azure is an Azure OpenAI provider's deployment map and API version.
 	Azure config.AzureConfig
+	// Region is a bedrock or vertex provider's region.
+	Region string
 }
 
 // Request is one attempt at one provider. Every field is read-only for the lane: retries

@@ -313,3 +313,24 @@ func TestCredentialsAADDistinct(t *testing.T) {
 		t.Fatal("aad must bind the provider id")
 	}
 }
+
+func TestCloudConfig(t *testing.T) {
+	for _, tc := range []struct {
+		typ  ProviderType
+		cfg  string
+		want string // "" for valid
+	}{
+		{ProviderBedrock, `{"region":"us-east-1"}`, ""},
+		{ProviderBedrock, `{"region":"eu-central-2","project":"x"}`, ""},
+		{ProviderBedrock, `{}`, "region"},
+		{ProviderBedrock, `{"region":"US EAST"}`, "region"},
+		{ProviderVertex, `{"region":"europe-west4","project":"acme-ai"}`, ""},
+		{ProviderVertex, `{"region":"europe-west4"}`, "project"},
+	} {
+		p := &ModelProvider{Type: tc.typ, ProviderConfig: []byte(tc.cfg)}
+		_, err := p.Cloud()
+		if (err == nil) != (tc.want == "") || err != nil && !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %s: %v, want %q", tc.typ, tc.cfg, err, tc.want)
+		}
+	}
+}

@@ -80,6 +80,33 @@ type AzureConfig struct {
 	APIVersion  string            `json:"api_version,omitempty"`
 }
 
+// CloudConfig is the provider_config of a bedrock or vertex provider: the region its calls
+// go to and, for Vertex, the Google Cloud project.
+type CloudConfig struct {
+	Region  string `json:"region"`
+	Project string `json:"project,omitempty"`
+}
+
+var regionRE = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$`)
+
+// Cloud decodes the provider_config of a bedrock or vertex provider. Other fields of the
+// document (deployments, api_version) are ignored here.
+func (p *ModelProvider) Cloud() (CloudConfig, error) {
+	var c CloudConfig
+	if len(p.ProviderConfig) > 0 {
+		if err := json.Unmarshal(p.ProviderConfig, &c); err != nil {
+			return c, fmt.Errorf("provider_config: %w", err)
+		}
+	}
+	if !regionRE.MatchString(c.Region) {
+		return c, fmt.Errorf("provider_config.region %q is not a region such as us-east-1", c.Region)
+	}
+	if p.Type == ProviderVertex && c.Project == "" {
+		return c, errors.New("provider_config.project is required for vertex")
+	}
+	return c, nil
+}
+
 var azureVersionRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(-preview)?$`)
 
 // Azure decodes the provider_config of an Azure provider, with the default API version.
@@ -253,8 +280,13 @@ func (p *ModelProvider) Validate() error {
 	if err := p.Timeouts.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
 	}
-	if p.Type == ProviderAzure {
+	switch p.Type {
+	case ProviderAzure:
 		if _, err := p.Azure(); err != nil {
+			errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
+		}
+	case ProviderBedrock, ProviderVertex:
+		if _, err := p.Cloud(); err != nil {
 			errs = append(errs, fmt.Errorf("model provider %s: %w", p.ID, err))
 		}
 	}
