@@ -121,8 +121,11 @@ func (s *Server) reserveProvider(ctx context.Context, req *attempt.Request, p *a
 	if lim.IsZero() {
 		return nil, nil, nil
 	}
-	cs := counters.LimitCounters(nil, "p:"+p.ID, lim.RPM, lim.RPD, lim.TPM,
-		pricing.EstimateTokens(int64(len(req.Body)))+pricing.MaxOutputTokens(req.Body, 0))
+	var tokens int64 // counting tokens produces none
+	if req.Endpoint.Metered() {
+		tokens = pricing.EstimateTokens(int64(len(req.Body))) + pricing.MaxOutputTokens(req.Body, 0)
+	}
+	cs := counters.LimitCounters(nil, "p:"+p.ID, lim.RPM, lim.RPD, lim.TPM, tokens)
 	store := s.cfg.Counters
 	slot := "p:" + p.ID
 	var adm counters.Admission
@@ -168,7 +171,7 @@ func (s *Server) settleProvider(ctx context.Context, req *attempt.Request, h *ct
 	defer cancel()
 	var actual map[counters.Unit]int64 // nil: the reserved estimate stands
 	switch {
-	case !res.Committed:
+	case !res.Committed || !req.Endpoint.Metered():
 		actual = map[counters.Unit]int64{counters.UnitTokens: 0}
 	case res.Err == nil && (res.Usage.InputTokens > 0 || res.Usage.OutputTokens > 0):
 		actual = map[counters.Unit]int64{counters.UnitTokens: res.Usage.InputTokens + res.Usage.OutputTokens}
@@ -183,9 +186,13 @@ func (s *Server) settleProvider(ctx context.Context, req *attempt.Request, h *ct
 func (s *Server) rateLimited(o *observation, w http.ResponseWriter, req *attempt.Request, l *providerLimited) {
 	secs := max(int64((l.retryAfter+time.Second-1)/time.Second), 1)
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-	w.Header().Set(wire.HeaderRateLimit, "PROVIDER:"+l.provider+" "+l.limit+"="+strconv.FormatInt(l.value, 10))
+	limit := l.limit + "=" + strconv.FormatInt(l.value, 10)
+	if l.limit == "retry-after" { // the provider's own 429 asked for the pause
+		limit = "retry-after=" + strconv.FormatInt(secs, 10)
+	}
+	w.Header().Set(wire.HeaderRateLimit, "PROVIDER:"+l.provider+" "+limit)
 	o.fail(w, apierror.New(http.StatusTooManyRequests, "rate_limited",
-		"Rate limit "+l.limit+"="+strconv.FormatInt(l.value, 10)+" of every provider for this model reached; retry after "+
+		"Every provider for this model is rate limited ("+limit+"); retry after "+
 			strconv.FormatInt(secs, 10)+" s."), req.ClientFormat)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/apierror"
 	"github.com/sluice-gateway/sluice/internal/config"
+	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
 // PassthroughConfig sets the passthrough lane's transport limits. Zero values take the
@@ -26,24 +27,16 @@ type PassthroughConfig struct {
 	DialTimeout         time.Duration // default 5 s
 	MaxIdleConnsPerHost int           // default 256: keep-alive pool per provider
 	IdleConnTimeout     time.Duration // default 90 s
-	// FirstByteTimeout bounds the wait for the provider's status line: default 60 s for a
-	// stream, StreamlessFirstByteTimeout otherwise.
-	FirstByteTimeout time.Duration
-	// StreamlessFirstByteTimeout is the first-byte timeout of a non-streamed request, which
-	// the provider answers only when it is done: default 10 min.
-	StreamlessFirstByteTimeout time.Duration
-	// StreamIdleTimeout bounds the silence between two reads of a streamed answer: default
-	// 5 min, Envoy's own stream idle timeout.
+	// StreamIdleTimeout bounds the silence between two reads of an answer once its headers
+	// arrived (an SSE stream's chunks, a JSON or error body's pieces): default 5 min. The
+	// first-byte timeout is the dispatcher's, for every lane.
 	StreamIdleTimeout time.Duration
 	// Transport replaces the built transport (tests).
 	Transport http.RoundTripper
 }
 
-// Causes of an attempt's cancellation by its own timeouts.
-var (
-	errFirstByteTimeout = errors.New("provider sent nothing before the first-byte timeout")
-	errIdleTimeout      = errors.New("provider stream idle past the idle timeout")
-)
+// errIdleTimeout cancels an attempt whose answer fell silent.
+var errIdleTimeout = errors.New("provider answer idle past the idle timeout")
 
 // Passthrough forwards same-format traffic: the body as received (only the model name is
 // rewritten, and only when the chain names another), the client's headers minus its
@@ -65,12 +58,6 @@ func NewPassthrough(c PassthroughConfig) *Passthrough {
 	}
 	if c.IdleConnTimeout == 0 {
 		c.IdleConnTimeout = 90 * time.Second
-	}
-	if c.FirstByteTimeout == 0 {
-		c.FirstByteTimeout = time.Minute
-	}
-	if c.StreamlessFirstByteTimeout == 0 {
-		c.StreamlessFirstByteTimeout = 10 * time.Minute
 	}
 	if c.StreamIdleTimeout == 0 {
 		c.StreamIdleTimeout = 5 * time.Minute
@@ -107,27 +94,20 @@ func NewPassthrough(c PassthroughConfig) *Passthrough {
 
 type connectTimeoutKey struct{}
 
-// timeouts are one attempt's: the provider's own, else the lane's defaults.
-func (p *Passthrough) timeouts(req *attempt.Request) (firstByte, idle time.Duration) {
-	t := req.Provider.Timeouts
-	firstByte = p.cfg.StreamlessFirstByteTimeout
-	if req.Stream {
-		firstByte = p.cfg.FirstByteTimeout
+// idleTimeout is one attempt's: the provider's own, else the lane's default.
+func (p *Passthrough) idleTimeout(req *attempt.Request) time.Duration {
+	if ms := req.Provider.Timeouts.StreamIdleMS; ms > 0 {
+		return time.Duration(ms) * time.Millisecond
 	}
-	if t.FirstByteMS > 0 {
-		firstByte = time.Duration(t.FirstByteMS) * time.Millisecond
-	}
-	idle = p.cfg.StreamIdleTimeout
-	if t.StreamIdleMS > 0 {
-		idle = time.Duration(t.StreamIdleMS) * time.Millisecond
-	}
-	return firstByte, idle
+	return p.cfg.StreamIdleTimeout
 }
 
 // dropResponseHeaders are provider response headers never relayed to the client.
 var dropResponseHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Connection": true,
 	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	// They name the gateway's own provider account, or set its cookies: not the client's.
+	"Openai-Organization": true, "Openai-Project": true, "Anthropic-Organization-Id": true, "Set-Cookie": true,
 }
 
 // maxErrorBody bounds how much of a provider's error response is kept for relaying.
@@ -140,25 +120,23 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.ResponseWriter) (res attempt.Result) {
 	defer func() { res.Done = time.Now() }()
 	body := req.Body
-	if gjson.GetBytes(body, "model").Str != req.Model {
+	url, model := destination(req)
+	if gjson.GetBytes(body, "model").Str != model {
 		// sjson returns a new slice; req.Body stays intact for the next attempt.
 		var err error
-		if body, err = sjson.SetBytes(body, "model", req.Model); err != nil {
+		if body, err = sjson.SetBytes(body, "model", model); err != nil {
 			return attempt.Result{Err: err}
 		}
 	}
 	body, hideUsage := askStreamUsage(req, body)
-	url := upstreamURL(req)
-	// The attempt has its own context, which its timeouts cancel with a cause; the request's
-	// context (the client) still cancels it too.
+	// The attempt has its own context, which its idle timer cancels with a cause; the
+	// dispatcher's (first-byte timeout, the client) still cancels it too.
 	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	if ms := req.Provider.Timeouts.ConnectMS; ms > 0 {
 		ctx = context.WithValue(ctx, connectTimeoutKey{}, time.Duration(ms)*time.Millisecond)
 	}
-	firstByte, idle := p.timeouts(req)
-	fbTimer := time.AfterFunc(firstByte, func() { cancel(errFirstByteTimeout) })
 	up, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return attempt.Result{Err: err}
@@ -187,20 +165,26 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 	}
 
 	resp, err := p.client.Do(up)
-	fbTimer.Stop()
 	if err != nil {
 		// Nothing arrived: a network error or timeout is always worth the next provider,
-		// unless the client itself went away.
-		timeout := errors.Is(context.Cause(ctx), errFirstByteTimeout) || isTimeout(err)
-		return attempt.Result{Retryable: parent.Err() == nil, Timeout: timeout, Err: err}
+		// unless the attempt was cancelled (the dispatcher's timeout says so itself).
+		return attempt.Result{Retryable: parent.Err() == nil, Timeout: isTimeout(err), Err: err}
 	}
 	headersAt := time.Now()
 	defer resp.Body.Close()
+	// From the headers on, every read of the body re-arms the idle timer: silence past it
+	// cancels the attempt, whether the body is a stream, an answer or an error.
+	idle := p.idleTimeout(req)
+	idleTimer := time.AfterFunc(idle, func() { cancel(errIdleTimeout) })
+	defer idleTimer.Stop()
+	src := &idleReader{r: resp.Body, t: idleTimer, d: idle}
 	if resp.StatusCode >= 400 {
-		b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		b, err := io.ReadAll(io.LimitReader(src, maxErrorBody))
+		stalled := errors.Is(context.Cause(ctx), errIdleTimeout)
 		return attempt.Result{
 			Status:    resp.StatusCode,
-			Retryable: resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests,
+			Retryable: resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || stalled,
+			Timeout:   stalled,
 			Header:    resp.Header, Body: b, Err: err,
 			FirstByte: headersAt, // the body is read at once: its first byte is not timed apart
 		}
@@ -220,22 +204,16 @@ func (p *Passthrough) Do(ctx context.Context, req *attempt.Request, w http.Respo
 		meter = newUsageMeter(req.Endpoint, sse, resp.Header.Get("Content-Encoding"), resp.ContentLength)
 	}
 	out := w
-	var filter *usageChunkFilter
-	if hideUsage && sse {
-		filter = &usageChunkFilter{ResponseWriter: w}
-		out = filter
-	}
-	src := io.Reader(resp.Body)
-	var idleTimer *time.Timer
+	var framer *sseFramer
 	if sse {
-		// Each read re-arms the idle timer; silence past it cancels the attempt.
-		idleTimer = time.AfterFunc(idle, func() { cancel(errIdleTimeout) })
-		defer idleTimer.Stop()
-		src = &idleReader{r: resp.Body, t: idleTimer, d: idle}
+		// Whole events only: a stream cut mid-event must not leave half an event in front
+		// of the error event that ends it.
+		framer = &sseFramer{ResponseWriter: w, dropUsage: hideUsage}
+		out = framer
 	}
 	first, err := copyBody(out, src, sse, meter)
-	if filter != nil {
-		filter.flushRest()
+	if framer != nil && err == nil {
+		framer.flushRest()
 	}
 	if first.IsZero() {
 		first = headersAt // an empty body: the headers were all the provider sent
@@ -335,29 +313,35 @@ func (r *idleReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// upstreamURL is where an attempt goes: the provider's base URL and the endpoint's path,
-// with the client's query string. Azure OpenAI names a deployment instead of taking the
-// model in the body when its deployment map lists the model
-// (/openai/deployments/{name}/…?api-version=…), and serves its v1 API otherwise
-// (/openai/v1/…).
-func upstreamURL(req *attempt.Request) string {
+// destination is where an attempt goes and the model name its body carries: the provider's
+// base URL and the endpoint's path, with the client's query string. Azure OpenAI serves
+// chat completions and embeddings of a model its deployment map lists at the deployment
+// (/openai/deployments/{name}/…?api-version=…, the configured version replacing any the
+// client sent); everything else at the resource's v1 API (/openai/v1/…), where a mapped
+// model is named by its deployment.
+func destination(req *attempt.Request) (string, string) {
 	p := req.Provider
-	path := req.Endpoint.Path()
-	query := req.RawQuery
+	path, query, model := req.Endpoint.Path(), req.RawQuery, req.Model
 	if p.Type == config.ProviderAzure {
-		if dep, ok := p.Azure.Deployments[req.Model]; ok {
+		dep, mapped := p.Azure.Deployments[req.Model]
+		switch {
+		case mapped && (req.Endpoint == wire.ChatCompletions || req.Endpoint == wire.Embeddings):
 			path = "/openai/deployments/" + url.PathEscape(dep) + strings.TrimPrefix(path, "/v1")
-			v := url.Values{"api-version": {p.Azure.APIVersion}}
-			if query != "" {
-				query += "&"
+			v, _ := url.ParseQuery(query)
+			if v == nil {
+				v = url.Values{}
 			}
-			query += v.Encode()
-		} else {
+			v.Set("api-version", p.Azure.APIVersion)
+			query = v.Encode()
+		default:
 			path = "/openai" + path
+			if mapped {
+				model = dep
+			}
 		}
 	}
 	if query != "" {
-		return p.BaseURL + path + "?" + query
+		return p.BaseURL + path + "?" + query, model
 	}
-	return p.BaseURL + path
+	return p.BaseURL + path, model
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/config"
 	"github.com/sluice-gateway/sluice/internal/wire"
@@ -499,11 +501,15 @@ func TestPassthroughAzure(t *testing.T) {
 	for _, tc := range []struct {
 		model, query, wantPath, wantQuery string
 		ep                                wire.Endpoint
+		wantModel                         string
 	}{
-		{"gpt-4o", "", "/openai/deployments/prod gpt4o/chat/completions", "api-version=2025-01-01-preview", wire.ChatCompletions},
-		{"gpt-4o", "x=1", "/openai/deployments/prod gpt4o/chat/completions", "x=1&api-version=2025-01-01-preview", wire.ChatCompletions},
-		{"text-embedding-3-small", "", "/openai/deployments/emb/embeddings", "api-version=2025-01-01-preview", wire.Embeddings},
-		{"gpt-5", "", "/openai/v1/responses", "", wire.Responses},
+		{"gpt-4o", "", "/openai/deployments/prod gpt4o/chat/completions", "api-version=2025-01-01-preview", wire.ChatCompletions, "gpt-4o"},
+		// The client cannot pick the API version.
+		{"gpt-4o", "x=1&api-version=1999-01-01", "/openai/deployments/prod gpt4o/chat/completions", "api-version=2025-01-01-preview&x=1", wire.ChatCompletions, "gpt-4o"},
+		{"text-embedding-3-small", "", "/openai/deployments/emb/embeddings", "api-version=2025-01-01-preview", wire.Embeddings, "text-embedding-3-small"},
+		{"gpt-5", "", "/openai/v1/responses", "", wire.Responses, "gpt-5"},
+		// Responses has no deployment path: the v1 API, the deployment named as the model.
+		{"gpt-4o", "", "/openai/v1/responses", "", wire.Responses, "prod gpt4o"},
 	} {
 		req := attemptTo(u, config.ProviderOpenAI, "azure-key", tc.model, `{"model":"`+tc.model+`"}`)
 		req.Provider.Type, req.Endpoint, req.RawQuery = config.ProviderAzure, tc.ep, tc.query
@@ -515,6 +521,9 @@ func TestPassthroughAzure(t *testing.T) {
 		got := u.last(t)
 		if got.Path != tc.wantPath || got.RawQuery != tc.wantQuery {
 			t.Errorf("%s: %s?%s, want %s?%s", tc.model, got.Path, got.RawQuery, tc.wantPath, tc.wantQuery)
+		}
+		if m := gjson.Get(got.Body, "model").Str; m != tc.wantModel {
+			t.Errorf("%s: model %q sent, want %q", tc.model, m, tc.wantModel)
 		}
 		if got.Header.Get("Api-Key") != "azure-key" || got.Header.Get("Authorization") != "" {
 			t.Errorf("%s: api-key %q, authorization %q", tc.model, got.Header.Get("Api-Key"), got.Header.Get("Authorization"))

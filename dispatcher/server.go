@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -182,6 +183,11 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 	}
 	s.providers.Store(&next)
 	s.breakers.Forget(func(id string) bool { return next[id] != nil })
+	for id := range prev {
+		if next[id] == nil {
+			s.cfg.Metrics.ForgetCircuit(id)
+		}
+	}
 	capture := map[string]bool{}
 	for id, p := range r.Projects {
 		if p.Telemetry != nil && p.Telemetry.CaptureContent {
@@ -325,6 +331,7 @@ walk:
 		if req.Endpoint == wire.CountTokens && p.Type != config.ProviderAnthropic {
 			// Only Anthropic counts tokens for a Messages body; for any other provider the
 			// gateway estimates, and says so.
+			w.Header().Set(wire.HeaderFallbackCount, strconv.Itoa(failed))
 			countTokensLocally(w, req.Body)
 			obs.status = http.StatusOK
 			return
@@ -335,8 +342,18 @@ walk:
 				break walk
 			}
 			permit, ok := s.breakers.Allow(p.ID)
+			if !ok && s.breakers.State(p.ID) == breaker.Closed {
+				// Paused by the provider's own retry-after: rate-limited, not failing.
+				if d := s.breakers.PausedFor(p.ID); d > 0 && (limited == nil || d < limited.retryAfter) {
+					limited = &providerLimited{provider: p.ID, limit: "retry-after", retryAfter: d}
+				}
+				if !triggers(fb, string(config.Trigger429)) {
+					break walk
+				}
+				continue walk
+			}
 			if !ok {
-				// Open, or paused by the provider's own retry-after: skipped, not attempted.
+				// Open: skipped, not attempted.
 				circuitOpen = true
 				if !triggers(fb, string(config.TriggerCircuitOpen)) {
 					break walk
@@ -372,7 +389,7 @@ walk:
 			}
 			w.Header().Set(wire.HeaderFallbackCount, strconv.Itoa(failed))
 			span, start := obs.beginAttempt(req), time.Now()
-			res := lane.Do(ctx, req, w)
+			res := s.attempt(ctx, lane, req, w, permit)
 			obs.endAttempt(span, req, start, &res)
 			s.settleProvider(ctx, req, hold, &res)
 			recordOutcome(ctx, permit, &res, s.cfg.Now())
@@ -458,9 +475,12 @@ func recordOutcome(ctx context.Context, permit breaker.Permit, res *attempt.Resu
 // retryAfter reads how long a provider asked to be left alone: retry-after-ms (OpenAI),
 // retry-after in seconds or as an HTTP date.
 func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	// A provider's number is clamped to a day before it becomes a duration: "1e30" or "Inf"
+	// would overflow into a negative wait.
+	const maxSecs = 24 * 60 * 60
 	if v := h.Get("Retry-After-Ms"); v != "" {
-		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 {
-			return time.Duration(ms * float64(time.Millisecond)), true
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 && !math.IsNaN(ms) {
+			return time.Duration(min(ms, maxSecs*1000) * float64(time.Millisecond)), true
 		}
 	}
 	v := h.Get("Retry-After")
@@ -468,7 +488,10 @@ func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		return time.Duration(secs * float64(time.Second)), secs > 0
+		if math.IsNaN(secs) || secs <= 0 {
+			return 0, false
+		}
+		return time.Duration(min(secs, maxSecs) * float64(time.Second)), true
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
 		return t.Sub(now), true
@@ -487,6 +510,79 @@ func countTokensLocally(w http.ResponseWriter, body []byte) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
 }
+
+// attempt runs one attempt on lane under the provider's first-byte timeout (whatever the
+// lane), and tells the breaker of a success as soon as the answer begins: a probe whose
+// stream runs for minutes closes its circuit when its first byte arrives, not when it ends.
+func (s *Server) attempt(ctx context.Context, lane Lane, req *attempt.Request, w http.ResponseWriter, permit breaker.Permit) attempt.Result {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(firstByteTimeout(req), func() { cancel(errFirstByteTimeout) })
+	defer timer.Stop()
+	cw := &commitWatch{ResponseWriter: w, onCommit: func(status int) {
+		timer.Stop()
+		if status < 400 {
+			permit.Record(breaker.Success)
+		}
+	}}
+	res := lane.Do(actx, req, cw)
+	if !res.Committed && ctx.Err() == nil && errors.Is(context.Cause(actx), errFirstByteTimeout) {
+		res.Timeout, res.Retryable = true, true
+	}
+	return res
+}
+
+// firstByteTimeout bounds the wait for an attempt's answer to begin: the provider's own,
+// else 60 s for a stream and 10 min for an answer that begins only when it is complete.
+func firstByteTimeout(req *attempt.Request) time.Duration {
+	if ms := req.Provider.Timeouts.FirstByteMS; ms > 0 {
+		return time.Duration(ms) * time.Millisecond
+	}
+	if req.Stream {
+		return defaultStreamFirstByte
+	}
+	return defaultFirstByte
+}
+
+const (
+	defaultStreamFirstByte = time.Minute
+	defaultFirstByte       = 10 * time.Minute
+)
+
+var errFirstByteTimeout = errors.New("provider sent nothing before the first-byte timeout")
+
+// commitWatch sees the first byte of an answer reach the client.
+type commitWatch struct {
+	http.ResponseWriter
+	onCommit  func(status int)
+	committed bool
+}
+
+func (c *commitWatch) commit(status int) {
+	if !c.committed {
+		c.committed = true
+		c.onCommit(status)
+	}
+}
+
+func (c *commitWatch) WriteHeader(status int) {
+	c.commit(status)
+	c.ResponseWriter.WriteHeader(status)
+}
+
+func (c *commitWatch) Write(p []byte) (int, error) {
+	c.commit(http.StatusOK)
+	return c.ResponseWriter.Write(p)
+}
+
+// Flush and Unwrap keep SSE flowing through the wrapper.
+func (c *commitWatch) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (c *commitWatch) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // maxRetryWait is the longest a retry of the same provider waits. A provider asking for
 // longer (retry-after) is left for the next one instead: a client is waiting.

@@ -33,36 +33,48 @@ func askStreamUsage(req *attempt.Request, body []byte) ([]byte, bool) {
 	return out, true
 }
 
-// usageChunkFilter relays an SSE stream event by event, dropping OpenAI's usage-only chunk.
-// It holds back at most one partial event.
-type usageChunkFilter struct {
+// sseFramer relays an SSE stream in whole events: the bytes as received, each event once
+// it is complete, so a stream cut mid-event leaves no half event before the error event
+// that ends it. With dropUsage it also drops OpenAI's usage-only chunk. It holds back at
+// most one partial event.
+type sseFramer struct {
 	http.ResponseWriter
-	pending []byte
+	dropUsage bool
+	pending   []byte
 }
 
-func (f *usageChunkFilter) Write(p []byte) (int, error) {
-	f.pending = append(f.pending, p...)
-	end := lastEventEnd(f.pending)
-	if end == 0 {
-		return len(p), nil
+func (f *sseFramer) Write(p []byte) (int, error) {
+	data := p
+	if len(f.pending) > 0 {
+		f.pending = append(f.pending, p...)
+		data = f.pending
 	}
-	out, rest := f.pending[:end], f.pending[end:]
+	end := lastEventEnd(data)
+	out, rest := data[:end], data[end:]
 	var err error
-	for len(out) > 0 {
-		n, _ := nextEventEnd(out)
-		if ev := out[:n]; !isUsageChunk(ev) {
-			if _, err = f.ResponseWriter.Write(ev); err != nil {
-				break
-			}
+	if !f.dropUsage {
+		if len(out) > 0 {
+			_, err = f.ResponseWriter.Write(out)
 		}
-		out = out[n:]
+	} else {
+		for len(out) > 0 && err == nil {
+			n, _ := nextEventEnd(out)
+			if ev := out[:n]; !isUsageChunk(ev) {
+				_, err = f.ResponseWriter.Write(ev)
+			}
+			out = out[n:]
+		}
 	}
-	f.pending = append(f.pending[:0], rest...)
+	if len(f.pending) > 0 { // data is pending: keep its tail at the front
+		f.pending = f.pending[:copy(f.pending, rest)]
+	} else {
+		f.pending = append(f.pending, rest...)
+	}
 	return len(p), err
 }
 
-// flushRest writes an unterminated last event (a stream cut mid-event) as it came.
-func (f *usageChunkFilter) flushRest() {
+// flushRest writes an unterminated last event of a stream that ended cleanly.
+func (f *sseFramer) flushRest() {
 	if len(f.pending) > 0 {
 		_, _ = f.ResponseWriter.Write(f.pending)
 		f.pending = f.pending[:0]
@@ -70,7 +82,7 @@ func (f *usageChunkFilter) flushRest() {
 }
 
 // Unwrap lets http.ResponseController flush the real writer.
-func (f *usageChunkFilter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+func (f *sseFramer) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // nextEventEnd is the length of the first complete event in b, its blank line included;
 // ok is false when b holds no complete event yet. A blank line that might still grow (a

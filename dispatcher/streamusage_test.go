@@ -8,7 +8,7 @@ import (
 
 // The usage chunk is removed, and every other byte relayed as received, wherever the
 // provider's reads happen to cut the stream.
-func TestUsageChunkFilterEverySplit(t *testing.T) {
+func TestSSEFramerEverySplit(t *testing.T) {
 	const (
 		a     = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}"
 		b     = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}"
@@ -22,7 +22,7 @@ func TestUsageChunkFilterEverySplit(t *testing.T) {
 		for i := 0; i <= len(in); i++ {
 			for _, j := range []int{i, (i + len(in)) / 2, len(in)} {
 				rec := httptest.NewRecorder()
-				f := &usageChunkFilter{ResponseWriter: rec}
+				f := &sseFramer{ResponseWriter: rec, dropUsage: true}
 				for _, p := range []string{in[:i], in[i:j], in[j:]} {
 					if n, err := f.Write([]byte(p)); n != len(p) || err != nil {
 						t.Fatalf("Write: %d, %v", n, err)
@@ -38,9 +38,9 @@ func TestUsageChunkFilterEverySplit(t *testing.T) {
 }
 
 // A stream cut inside an event still gets every byte that arrived.
-func TestUsageChunkFilterCutStream(t *testing.T) {
+func TestSSEFramerCutStream(t *testing.T) {
 	rec := httptest.NewRecorder()
-	f := &usageChunkFilter{ResponseWriter: rec}
+	f := &sseFramer{ResponseWriter: rec, dropUsage: true}
 	in := "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\ndata: {\"choi"
 	_, _ = f.Write([]byte(in))
 	f.flushRest()

@@ -192,25 +192,30 @@ var (
 // store is down and the gateway is set to fail open) and the budget warning.
 func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, string, *apierror.Error) {
 	k := r.key
-	if len(k.budgets) == 0 && k.limits.IsZero() || !r.route.Endpoint.Metered() {
-		return nil, "", nil // counting tokens costs nothing
+	// Counting tokens costs nothing and produces none: only the key's request limits apply.
+	metered := r.route.Endpoint.Metered()
+	budgets, lim := k.budgets, k.limits
+	if !metered {
+		budgets, lim.TPM = nil, 0
+	}
+	if len(budgets) == 0 && lim.IsZero() {
+		return nil, "", nil
 	}
 	maxOut := pricing.MaxOutputTokens(body, k.maxTokens)
 	inBytes := int64(len(body))
-	cs := make([]counters.Counter, 0, len(k.budgets)+3)
-	if len(k.budgets) > 0 {
+	cs := make([]counters.Counter, 0, len(budgets)+3)
+	if len(budgets) > 0 {
 		worst, ok := r.worstCost(chain, inBytes, maxOut)
 		if !ok && k.blocksSpend() {
 			e := *errNotPriced
 			e.Param = "model"
 			return nil, "", &e
 		}
-		for _, b := range k.budgets {
+		for _, b := range budgets {
 			cs = append(cs, counters.Counter{Key: counters.BudgetKey(b.id, b.window), Window: b.window,
 				Unit: counters.UnitNanoUSD, Limit: b.limit, Amount: int64(worst), Block: b.block})
 		}
 	}
-	lim := k.limits
 	cs = counters.LimitCounters(cs, "k:"+k.id, lim.RPM, lim.RPD, lim.TPM, pricing.EstimateTokens(inBytes)+maxOut)
 	store := r.srv.cfg.Counters
 	m := r.srv.cfg.Metrics
@@ -253,7 +258,7 @@ func (r *request) admit(body []byte, chain []ctxtoken.Attempt) (*ctxtoken.Hold, 
 			"Rate limit "+name+"="+strconv.FormatInt(c.Limit, 10)+" of this key reached; retry after "+secs+" s.")
 	}
 	var warn []string
-	for i, b := range k.budgets {
+	for i, b := range budgets {
 		if b.limit <= 0 {
 			continue
 		}

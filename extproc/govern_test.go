@@ -267,3 +267,22 @@ func TestUnpricedModelUnderBlockBudget(t *testing.T) {
 	checkReject(t, f.chat(t, "vk_free", chatBody("gpt-4o-nonexistent"))[1], http.StatusForbidden, wire.OpenAI, "model_not_priced")
 	governedClaims(t, f, f.chat(t, "vk_free", chatBody("gpt-4o-mini")))
 }
+
+// GET /v1/models/{id}: a model the key may call is found even when no provider lists it
+// (a provider that serves any model), percent-encoded ids included; others are not found.
+func TestModelByIDUnlisted(t *testing.T) {
+	f := newFixture(t)
+	get := func(key, path string) *extprocv3.ProcessingResponse {
+		return f.run(t, headersMsg("GET", path, true, "authorization", f.bearer(key)))[0]
+	}
+	for _, path := range []string{"/v1/models/llama3", "/v1/models/meta-llama%2FLlama-3"} {
+		ir := mustImmediate(t, get("vk_any", path))
+		if ir.GetStatus().GetCode() != 200 {
+			t.Errorf("%s: %d %s", path, ir.GetStatus().GetCode(), ir.GetBody())
+		}
+	}
+	if b := string(mustImmediate(t, get("vk_any", "/v1/models/meta-llama%2FLlama-3")).GetBody()); !strings.Contains(b, `"id":"meta-llama/Llama-3"`) {
+		t.Errorf("body %s", b)
+	}
+	checkReject(t, get("vk_narrow", "/v1/models/llama3"), http.StatusNotFound, wire.OpenAI, "model_not_found")
+}

@@ -364,6 +364,15 @@ func (r *request) model(id string) *extprocv3.ProcessingResponse {
 	if b, ok := one[id]; ok {
 		return r.immediate(http.StatusOK, b, "")
 	}
+	// A model the key may call without its being listed (a prefix* rule on a provider that
+	// serves any model) is rendered now, off the precomputed path.
+	if r.key.allows(id) && len(r.key.route(id, wire.ChatCompletions)) > 0 {
+		_, _, oa, an := renderModels([]string{id})
+		if r.route.Format == wire.Anthropic {
+			return r.immediate(http.StatusOK, an[id], "")
+		}
+		return r.immediate(http.StatusOK, oa[id], "")
+	}
 	e := apierror.New(http.StatusNotFound, "model_not_found", "This key has no model "+strconv.Quote(id)+".")
 	e.Param = "model"
 	return r.reject(e)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -130,7 +131,11 @@ func (r *request) onHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespo
 	r.key = key
 
 	if route.Endpoint == wire.Model {
-		return r.model(wire.ModelID(path))
+		id := wire.ModelID(path)
+		if u, err := url.PathUnescape(id); err == nil {
+			id = u // "meta-llama%2FLlama-3" names meta-llama/Llama-3
+		}
+		return r.model(id)
 	}
 	if !route.HasBody {
 		body := key.modelsOpenAI

@@ -47,7 +47,8 @@ func tenancy() []config.Resource {
 		&config.ModelProvider{ID: "oa-main", Name: "m", Type: "openai", Scope: config.MustParseScope("ORG:acme"), FallbackPriority: 1},
 		&config.ModelProvider{ID: "oa-team", Name: "t", Type: "openai", Scope: config.MustParseScope("TEAM:eng"), FallbackPriority: 1, CreatedAt: t0.Add(time.Hour)},
 		&config.ModelProvider{ID: "oa-other", Name: "o", Type: "openai", Scope: config.MustParseScope("ORG:other")},
-		&config.ModelProvider{ID: "bedrock", Name: "br", Type: "bedrock", Scope: config.MustParseScope("ORG:acme")},
+		&config.ModelProvider{ID: "bedrock", Name: "br", Type: "bedrock", Scope: config.MustParseScope("ORG:acme"),
+			ProviderConfig: []byte(`{"region":"us-east-1"}`)},
 	}
 }
 

@@ -37,8 +37,11 @@ const (
 	extProcMaxMessageTimeout = 30 * time.Second
 	// streamIdleTimeout replaces the route timeout as the bound on LLM
 	// streams: the route timeout (default 15 s) covers the whole response
-	// and would cut long streams.
-	streamIdleTimeout = 300 * time.Second
+	// and would cut long streams. It is the outer bound only: the dispatcher's
+	// own timeouts (first byte, 10 min for an answer that begins only when it
+	// is complete; 5 min of silence in a stream) fire first and fall back or
+	// end the stream with an error event, so it must be longer than both.
+	streamIdleTimeout = 15 * time.Minute
 	connectTimeout    = 5 * time.Second
 	// circuitBreakerMax lifts Envoy's default thresholds (1024 requests,
 	// 1024 pending) which would otherwise cap concurrent LLM streams and,

@@ -143,7 +143,7 @@ func TestExtProcFilterConfig(t *testing.T) {
 		t.Error("router suppress_envoy_headers false")
 	}
 	if m.GetCodecType() != hcm.HttpConnectionManager_AUTO || !m.GetUseRemoteAddress().GetValue() ||
-		m.GetStreamIdleTimeout().AsDuration() != 300*time.Second || m.GetRds().GetRouteConfigName() != xds.RouteConfigName ||
+		m.GetStreamIdleTimeout().AsDuration() != 15*time.Minute || m.GetRds().GetRouteConfigName() != xds.RouteConfigName ||
 		m.GetRds().GetConfigSource().GetAds() == nil {
 		t.Errorf("HCM basics wrong: %v", m)
 	}
@@ -179,8 +179,8 @@ func TestRoutes(t *testing.T) {
 	if to := v1.GetRoute().GetTimeout(); to == nil || to.AsDuration() != 0 {
 		t.Errorf("route timeout %v, want explicit 0s (the 15s default cuts LLM streams)", to)
 	}
-	if got := v1.GetRoute().GetIdleTimeout().AsDuration(); got != 300*time.Second {
-		t.Errorf("route idle_timeout %v, want 300s", got)
+	if got := v1.GetRoute().GetIdleTimeout().AsDuration(); got != 15*time.Minute {
+		t.Errorf("route idle_timeout %v, want 15m", got)
 	}
 	nf := vh.GetRoutes()[1]
 	if nf.GetMatch().GetPrefix() != "/" || nf.GetDirectResponse().GetStatus() != 404 {

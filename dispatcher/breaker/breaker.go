@@ -174,6 +174,20 @@ func (s *Set) State(id string) State {
 	return Closed
 }
 
+// PausedFor is how much longer id is paused by a provider's retry-after (0 when it is
+// not): a provider Allow refuses for this reason is rate-limited, not failing.
+func (s *Set) PausedFor(id string) time.Duration {
+	b := (*s.breakers.Load())[id]
+	if b == nil {
+		return 0
+	}
+	bl := b.blocked.Load()
+	if bl == 0 {
+		return 0
+	}
+	return max(time.Duration(bl-s.nanos()), 0)
+}
+
 // Forget drops the breakers of every id for which keep returns false, e.g. providers that
 // are no longer configured. Permits issued before still record harmlessly. OnChange is not
 // called; the caller deletes any per-id series itself.

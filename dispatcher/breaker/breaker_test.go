@@ -381,3 +381,20 @@ func BenchmarkAllowRecord(b *testing.B) {
 		}
 	})
 }
+
+func TestPausedFor(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := New(Config{Now: func() time.Time { return now }})
+	if s.PausedFor("p") != 0 {
+		t.Fatal("unknown provider paused")
+	}
+	p, _ := s.Allow("p")
+	p.RecordRateLimited(now.Add(20 * time.Second))
+	if d := s.PausedFor("p"); d != 20*time.Second {
+		t.Fatalf("PausedFor = %v, want 20s", d)
+	}
+	now = now.Add(25 * time.Second)
+	if d := s.PausedFor("p"); d != 0 {
+		t.Fatalf("after the pause: %v", d)
+	}
+}

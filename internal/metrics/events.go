@@ -89,6 +89,14 @@ func (m *Metrics) CircuitState(provider string, state CircuitState) {
 	m.circuit.WithLabelValues(label(provider)).Set(float64(state))
 }
 
+// ForgetCircuit drops the circuit-breaker series of a provider that is no longer configured.
+func (m *Metrics) ForgetCircuit(provider string) {
+	if m == nil {
+		return
+	}
+	m.circuit.DeleteLabelValues(label(provider))
+}
+
 // BudgetDenied counts a request refused because a budget was exhausted. scope is the
 // budget's scope kind (key, project, team, organization), window its period (e.g. daily,
 // monthly); neither is an id, so the series stay few.

@@ -86,7 +86,7 @@ func TestEnvoyConfigPrintsDropIn(t *testing.T) {
 				t.Errorf("%s: cluster %s differs from xds.BuildDropIn's", format, c.GetName())
 			}
 		}
-		if doc.Listener.Limit != 2<<20 || doc.HCM.StreamIdle != "300s" {
+		if doc.Listener.Limit != 2<<20 || doc.HCM.StreamIdle != "900s" {
 			t.Errorf("%s: listener limit %d, stream idle %q", format, doc.Listener.Limit, doc.HCM.StreamIdle)
 		}
 		yamlOut, _, err := sluice(t, args...)
