@@ -26,11 +26,11 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 	moved, _ := ring.Seal([]byte(secret), config.CredentialsAAD("elsewhere"))
 	scope := config.MustParseScope("ORG:acme")
 	docs := map[string]*config.ModelProvider{
-		"sealed":  {ID: "sealed", Name: "s", Type: "anthropic", Credentials: sealed, Scope: scope},
-		"env":     {ID: "env", Name: "e", Type: "openai", CredentialsEnv: "PROVIDER_KEY", Scope: scope},
-		"none":    {ID: "none", Name: "n", Type: "openai-compatible", BaseURL: "http://127.0.0.1:8000/", Scope: scope},
-		"moved":   {ID: "moved", Name: "m", Type: "openai", Credentials: moved, Scope: scope},
-		"bedrock": {ID: "bedrock", Name: "b", Type: "bedrock", Scope: scope, ProviderConfig: []byte(`{"region":"us-east-1"}`)},
+		"sealed": {ID: "sealed", Name: "s", Type: "anthropic", Credentials: sealed, Scope: scope},
+		"env":    {ID: "env", Name: "e", Type: "openai", CredentialsEnv: "PROVIDER_KEY", Scope: scope},
+		"none":   {ID: "none", Name: "n", Type: "openai-compatible", BaseURL: "http://127.0.0.1:8000/", Scope: scope},
+		"moved":  {ID: "moved", Name: "m", Type: "openai", Credentials: moved, Scope: scope},
+		"vertex": {ID: "vertex", Name: "v", Type: "vertex", Scope: scope, ProviderConfig: []byte(`{"region":"us-east1","project":"p"}`)},
 		// Someone who may edit providers names another variable of the dispatcher's
 		// environment, hoping it is sent to their host as the credential.
 		"exfil": {ID: "exfil", Name: "x", Type: "openai-compatible", BaseURL: "http://attacker.invalid",
@@ -58,7 +58,7 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.LoadSnapshot(snap)
-	if err == nil || !strings.Contains(err.Error(), `"moved"`) || !strings.Contains(err.Error(), `"bedrock"`) ||
+	if err == nil || !strings.Contains(err.Error(), `"moved"`) || !strings.Contains(err.Error(), `"vertex"`) ||
 		!strings.Contains(err.Error(), `"exfil"`) {
 		t.Errorf("LoadSnapshot error = %v, want the moved credential and the unserved type reported", err)
 	}
@@ -75,7 +75,7 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 	if got := ps["none"]; got == nil || got.APIKey != "" || got.BaseURL != "http://127.0.0.1:8000" {
 		t.Errorf("credential-less provider = %+v", got)
 	}
-	if ps["moved"] != nil || ps["bedrock"] != nil || ps["exfil"] != nil {
+	if ps["moved"] != nil || ps["vertex"] != nil || ps["exfil"] != nil {
 		t.Error("a provider that cannot be served was published")
 	}
 	if strings.Contains(logs.String(), secret) {

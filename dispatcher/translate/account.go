@@ -33,6 +33,12 @@ const geminiHTTP schemas.ModelProvider = "sluice-gemini-http"
 // every Gemini provider of that scheme.
 var geminiPools = map[schemas.ModelProvider]string{schemas.Gemini: "https:", geminiHTTP: "http:"}
 
+// lazyPools are configured but not started with the engine: Bifrost creates each on its
+// first attempt, so a gateway without such a provider runs no workers for it. One Bedrock
+// pool serves every Bedrock provider: the region and credential are in the key (see
+// bedrockKey).
+var lazyPools = []schemas.ModelProvider{geminiHTTP, schemas.Bedrock}
+
 // ctxKeyCredential carries the attempt's credential to account.GetKeysForProvider. It is
 // unexported so nothing outside this package can plant a key.
 type ctxKeyCredential struct{}
@@ -43,8 +49,8 @@ type account struct {
 }
 
 func newAccount(cfg Config) *account {
-	a := &account{configs: make(map[schemas.ModelProvider]*schemas.ProviderConfig, len(bifrostProviders)+1)}
-	for _, p := range slices.Concat(bifrostProviders, []schemas.ModelProvider{geminiHTTP}) {
+	a := &account{configs: make(map[schemas.ModelProvider]*schemas.ProviderConfig, len(bifrostProviders)+len(lazyPools))}
+	for _, p := range slices.Concat(bifrostProviders, lazyPools) {
 		a.configs[p] = &schemas.ProviderConfig{
 			NetworkConfig: schemas.NetworkConfig{
 				DefaultRequestTimeoutInSeconds: seconds(cfg.RequestTimeout),
@@ -63,9 +69,9 @@ func newAccount(cfg Config) *account {
 		}
 		if base, ok := geminiPools[p]; ok {
 			a.configs[p].NetworkConfig.BaseURL = base
-			if cfg.caCertPEM != "" {
-				a.configs[p].NetworkConfig.CACertPEM = &schemas.SecretVar{Val: cfg.caCertPEM, SecretType: schemas.SecretTypePlainText}
-			}
+		}
+		if _, gemini := geminiPools[p]; (gemini || p == schemas.Bedrock) && cfg.caCertPEM != "" {
+			a.configs[p].NetworkConfig.CACertPEM = plainSecret(cfg.caCertPEM)
 		}
 		if p == geminiHTTP {
 			a.configs[p].CustomProviderConfig = &schemas.CustomProviderConfig{BaseProviderType: schemas.Gemini}

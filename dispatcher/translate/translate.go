@@ -1,7 +1,7 @@
 // Package translate is the dispatcher's translation lane: one provider attempt whose client
 // wire format differs from the provider's (an OpenAI chat client on an Anthropic provider,
 // an OpenAI Responses client on an Anthropic provider, an Anthropic Messages client on an
-// OpenAI or OpenAI-compatible provider, any of the three on a Gemini provider). Requests
+// OpenAI or OpenAI-compatible provider, any of the three on a Gemini or Bedrock provider). Requests
 // are converted and sent through Bifrost core; responses are rendered back in the client's
 // format by this package, not by Bifrost's client-side converters, because the official
 // SDKs and the coding CLIs depend on details (event order, first tool-call fragment, usage
@@ -45,8 +45,8 @@ type Config struct {
 	// once with a retryable 502 so the chain moves on. Default: 2048.
 	QueueSize int
 
-	// caCertPEM is a CA the Gemini pools trust besides the system's: tests only, for a
-	// local https provider.
+	// caCertPEM is a CA the Gemini and Bedrock pools trust besides the system's: tests
+	// only, for a local https provider. In production they trust the system's CAs only.
 	caCertPEM string
 }
 
@@ -98,9 +98,13 @@ type direction struct {
 	// parse turns the client body into a Bifrost request.
 	parse func(bctx *schemas.BifrostContext, body []byte) (*schemas.BifrostChatRequest, clientOptions, error)
 	// upstream is the Bifrost provider pool the attempt goes through, and target the URL
-	// (or, for Gemini, the scheme-relative URL) it is sent to; see attemptContext.
+	// (or, for Gemini, the scheme-relative URL) it is sent to; see attemptContext. Bedrock
+	// has no target: Bifrost builds its URL from the key's region.
 	upstream schemas.ModelProvider
 	target   func(req *attempt.Request) string
+	// key, when set, builds the attempt's Bifrost key in place of credential; an error
+	// refuses the attempt, uncommitted, with the failure, before anything is sent.
+	key func(req *attempt.Request) (schemas.Key, failure, error)
 	// render writes a complete non-streaming response in the client's format, and returns
 	// the finish reasons it wrote, in choice order.
 	render func(resp *schemas.BifrostChatResponse, req *attempt.Request) ([]byte, []string, error)
@@ -148,6 +152,8 @@ func pick(req *attempt.Request) (direction, bool) {
 	case req.Provider.Type == config.ProviderGemini:
 		// Before the OpenAI case: Gemini's Format is OpenAI's, but its wire is its own.
 		return pickGemini(req)
+	case req.Provider.Type == config.ProviderBedrock:
+		return pickBedrock(req)
 	case req.ClientFormat == wire.OpenAI && req.Endpoint == wire.Responses &&
 		req.Provider.Type == config.ProviderAnthropic:
 		return direction{upstream: schemas.Anthropic, target: at("/v1/messages"), run: (*Engine).doResponses}, true
@@ -174,7 +180,15 @@ func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWr
 	if !ok {
 		return unsupported(req)
 	}
-	bctx := e.attemptContext(ctx, req, dir)
+	key := credential(req.Provider.ID, req.Provider.APIKey)
+	if dir.key != nil {
+		k, f, err := dir.key(req)
+		if err != nil {
+			return uncommitted(req, f, err)
+		}
+		key = k
+	}
+	bctx := e.attemptContext(ctx, req, dir, key)
 	defer bctx.Cancel()
 	if dir.run != nil {
 		return dir.run(e, bctx, req, dir, w)
@@ -227,13 +241,15 @@ func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWr
 // builds one provider per type with a fixed base URL; a complete URL in
 // BifrostContextKeyURLPath overrides it per request (providers/utils.GetRequestPath), and
 // for Gemini, whose provider only appends that value to its base URL, the rest of the URL
-// after the pool's scheme does (see geminiPools).
-func (e *Engine) attemptContext(ctx context.Context, req *attempt.Request, dir direction) *schemas.BifrostContext {
+// after the pool's scheme does (see geminiPools). A Bedrock attempt's region travels in
+// its key (see bedrockKey).
+func (e *Engine) attemptContext(ctx context.Context, req *attempt.Request, dir direction, key schemas.Key) *schemas.BifrostContext {
 	bctx := schemas.NewBifrostContext(ctx, schemas.NoDeadline)
-	key := credential(req.Provider.ID, req.Provider.APIKey)
 	bctx.SetValue(ctxKeyCredential{}, key)
 	bctx.SetValue(schemas.BifrostContextKeyDirectKey, key)
-	bctx.SetValue(schemas.BifrostContextKeyURLPath, dir.target(req))
+	if dir.target != nil {
+		bctx.SetValue(schemas.BifrostContextKeyURLPath, dir.target(req))
+	}
 	bctx.SetValue(schemas.BifrostContextKeyRequestID, req.RequestID)
 	if dir.upstream == schemas.Anthropic {
 		// anthropic-version is pinned by Bifrost's Anthropic provider (the version its

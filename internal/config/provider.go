@@ -52,7 +52,7 @@ func (t ProviderType) Speaks(f wire.Format) bool {
 // and distributed, but left out of chains until their lane exists.
 func (t ProviderType) Dispatchable() bool {
 	switch t {
-	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderAzure, ProviderGemini:
+	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderAzure, ProviderGemini, ProviderBedrock:
 		return true
 	}
 	return false
@@ -62,7 +62,7 @@ func (t ProviderType) Dispatchable() bool {
 // another wire format; the others serve only clients of their own format.
 func (t ProviderType) Translatable() bool {
 	switch t {
-	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderGemini:
+	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderGemini, ProviderBedrock:
 		return true
 	}
 	return false
