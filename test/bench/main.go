@@ -415,15 +415,15 @@ func report(w io.Writer, f facts, order []*stats, cell func(base string, conc in
 		fmt.Fprintln(w, "- "+l)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| path                  | conc | requests | rps     | p50      | p99      | added p50 | added p99 | ext_proc msgs/req |")
-	fmt.Fprintln(w, "|-----------------------|------|----------|---------|----------|----------|-----------|-----------|-------------------|")
+	fmt.Fprintln(w, "| path                   | conc | requests | rps     | p50      | p99      | added p50 | added p99 | ext_proc msgs/req |")
+	fmt.Fprintln(w, "|------------------------|------|----------|---------|----------|----------|-----------|-----------|-------------------|")
 	for _, st := range order {
 		p50, p99 := pct(st.lat, 50), pct(st.lat, 99)
 		a50, a99 := "–", "–"
 		if b := cell(st.base, st.conc); b != nil && b != st {
 			a50, a99 = fmtDur(p50-pct(b.lat, 50)), fmtDur(p99-pct(b.lat, 99))
 		}
-		fmt.Fprintf(w, "| %-21s | %-4d | %-8d | %-7.0f | %-8s | %-8s | %-9s | %-9s | %-17s |\n",
+		fmt.Fprintf(w, "| %-22s | %-4d | %-8d | %-7.0f | %-8s | %-8s | %-9s | %-9s | %-17s |\n",
 			st.path, st.conc, len(st.lat), st.rps(), fmtDur(p50), fmtDur(p99), a50, a99, st.msgsPerRequest())
 	}
 }
