@@ -179,7 +179,7 @@ func (s *Server) LoadSnapshot(snap *config.Snapshot) error {
 			continue
 		}
 		next[id] = &attempt.Provider{ID: id, Type: p.Type, BaseURL: strings.TrimSuffix(base, "/"), APIKey: key,
-			Limits: p.Limits, Prices: p.Pricing, Timeouts: p.Timeouts, Azure: az, Region: cloud.Region}
+			Limits: p.Limits, Prices: p.Pricing, Timeouts: p.Timeouts, Azure: az, Region: cloud.Region, Project: cloud.Project}
 	}
 	s.providers.Store(&next)
 	s.breakers.Forget(func(id string) bool { return next[id] != nil })

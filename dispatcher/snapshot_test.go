@@ -30,7 +30,8 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 		"env":    {ID: "env", Name: "e", Type: "openai", CredentialsEnv: "PROVIDER_KEY", Scope: scope},
 		"none":   {ID: "none", Name: "n", Type: "openai-compatible", BaseURL: "http://127.0.0.1:8000/", Scope: scope},
 		"moved":  {ID: "moved", Name: "m", Type: "openai", Credentials: moved, Scope: scope},
-		"vertex": {ID: "vertex", Name: "v", Type: "vertex", Scope: scope, ProviderConfig: []byte(`{"region":"us-east1","project":"p"}`)},
+		// A vertex provider needs a project: this document does not decode.
+		"vertex": {ID: "vertex", Name: "v", Type: "vertex", Scope: scope, ProviderConfig: []byte(`{"region":"us-east1"}`)},
 		// Someone who may edit providers names another variable of the dispatcher's
 		// environment, hoping it is sent to their host as the credential.
 		"exfil": {ID: "exfil", Name: "x", Type: "openai-compatible", BaseURL: "http://attacker.invalid",
@@ -58,9 +59,9 @@ func TestLoadSnapshotCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.LoadSnapshot(snap)
-	if err == nil || !strings.Contains(err.Error(), `"moved"`) || !strings.Contains(err.Error(), `"vertex"`) ||
+	if err == nil || !strings.Contains(err.Error(), `"moved"`) || !strings.Contains(err.Error(), "vertex") ||
 		!strings.Contains(err.Error(), `"exfil"`) {
-		t.Errorf("LoadSnapshot error = %v, want the moved credential and the unserved type reported", err)
+		t.Errorf("LoadSnapshot error = %v, want the moved credential and the invalid provider reported", err)
 	}
 	if err != nil && strings.Contains(err.Error(), secret) {
 		t.Error("the error names the credential")

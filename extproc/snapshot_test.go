@@ -47,7 +47,7 @@ func tenancy() []config.Resource {
 		&config.ModelProvider{ID: "oa-main", Name: "m", Type: "openai", Scope: config.MustParseScope("ORG:acme"), FallbackPriority: 1},
 		&config.ModelProvider{ID: "oa-team", Name: "t", Type: "openai", Scope: config.MustParseScope("TEAM:eng"), FallbackPriority: 1, CreatedAt: t0.Add(time.Hour)},
 		&config.ModelProvider{ID: "oa-other", Name: "o", Type: "openai", Scope: config.MustParseScope("ORG:other")},
-		&config.ModelProvider{ID: "vertex", Name: "vx", Type: "vertex", Scope: config.MustParseScope("ORG:acme"),
+		&config.ModelProvider{ID: "vertex", Name: "vx", Type: "vertex", Scope: config.MustParseScope("ORG:other"),
 			ProviderConfig: []byte(`{"region":"us-east1","project":"p"}`)},
 	}
 }
@@ -87,7 +87,7 @@ func TestSnapshotTenancyAndDefaultChain(t *testing.T) {
 		chain              []string
 	}{
 		// Visible: the key's scope and its ancestors; by priority, then creation time. The
-		// other org's provider and the not-yet-dispatchable vertex one never appear.
+		// other org's providers never appear.
 		{"vk_proj", "acme", "eng", "web", []string{"oa-main", "oa-team", "oa-backup"}},
 		{"vk_org", "acme", "", "", []string{"oa-main", "oa-backup"}},
 		{"vk_allowed", "acme", "eng", "", []string{"oa-backup"}},

@@ -26,8 +26,9 @@ type Provider struct {
 	Timeouts config.Timeouts
 	// Azure is an Azure OpenAI provider's deployment map and API version.
 	Azure config.AzureConfig
-	// Region is a bedrock or vertex provider's region.
-	Region string
+	// Region is a bedrock or vertex provider's region, Project a vertex provider's Google
+	// Cloud project ("" for the service-account key's own).
+	Region, Project string
 }
 
 // Request is one attempt at one provider. Every field is read-only for the lane: retries

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
@@ -35,9 +36,9 @@ var geminiPools = map[schemas.ModelProvider]string{schemas.Gemini: "https:", gem
 
 // lazyPools are configured but not started with the engine: Bifrost creates each on its
 // first attempt, so a gateway without such a provider runs no workers for it. One Bedrock
-// pool serves every Bedrock provider: the region and credential are in the key (see
-// bedrockKey).
-var lazyPools = []schemas.ModelProvider{geminiHTTP, schemas.Bedrock}
+// pool serves every Bedrock provider, and one Vertex pool every Vertex provider: the
+// region, project and credential are in the key (see bedrockKey, vertexKey).
+var lazyPools = []schemas.ModelProvider{geminiHTTP, schemas.Bedrock, schemas.Vertex}
 
 // ctxKeyCredential carries the attempt's credential to account.GetKeysForProvider. It is
 // unexported so nothing outside this package can plant a key.
@@ -70,8 +71,16 @@ func newAccount(cfg Config) *account {
 		if base, ok := geminiPools[p]; ok {
 			a.configs[p].NetworkConfig.BaseURL = base
 		}
-		if _, gemini := geminiPools[p]; (gemini || p == schemas.Bedrock) && cfg.caCertPEM != "" {
+		if _, gemini := geminiPools[p]; (gemini || p == schemas.Bedrock || p == schemas.Vertex) && cfg.caCertPEM != "" {
 			a.configs[p].NetworkConfig.CACertPEM = plainSecret(cfg.caCertPEM)
+		}
+		if p == schemas.Vertex && httpsProxyFromEnv() {
+			// Bifrost's Vertex client (fasthttp) ignores the environment unless told,
+			// but its token exchange (net/http's default client) follows HTTPS_PROXY:
+			// both legs of an attempt must take the same egress route. Without a proxy
+			// in the environment the pool keeps Bifrost's own dialer (the env dialer
+			// would dial IPv4 only).
+			a.configs[p].ProxyConfig = &schemas.ProxyConfig{Type: schemas.EnvProxy}
 		}
 		if p == geminiHTTP {
 			a.configs[p].CustomProviderConfig = &schemas.CustomProviderConfig{BaseProviderType: schemas.Gemini}
@@ -100,6 +109,10 @@ func (a *account) GetConfigForProvider(p schemas.ModelProvider) (*schemas.Provid
 		return nil, fmt.Errorf("translate: provider %q not configured", p)
 	}
 	cp := *c // Bifrost writes defaults into the config it is given
+	if c.ProxyConfig != nil {
+		pc := *c.ProxyConfig
+		cp.ProxyConfig = &pc
+	}
 	if c.CustomProviderConfig != nil {
 		cpc := *c.CustomProviderConfig // and its provider key into this one
 		cp.CustomProviderConfig = &cpc
@@ -118,6 +131,12 @@ func credential(providerID, apiKey string) schemas.Key {
 		Models: schemas.WhiteList{"*"},
 		Weight: 1,
 	}
+}
+
+// httpsProxyFromEnv reports whether the environment names a proxy for https requests, as
+// net/http.ProxyFromEnvironment reads it.
+func httpsProxyFromEnv() bool {
+	return os.Getenv("HTTPS_PROXY") != "" || os.Getenv("https_proxy") != ""
 }
 
 func seconds(d time.Duration) int {

@@ -17,7 +17,7 @@ import (
 // client's envelope, the exception name as the code. A 200 stream whose first event is an
 // exception is the same.
 func TestBedrockErrorsBeforeCommit(t *testing.T) {
-	e := newBedrockEngine(t)
+	e := newCloudEngine(t)
 	fake := newFakeBedrock(t, "us-east-1", nil)
 	tests := []struct {
 		name      string
@@ -111,7 +111,7 @@ func checkBedrockFailure(t *testing.T, e *Engine, format wire.Format, ep wire.En
 // message_stop; Responses: response.failed), after what arrived before the break; the
 // Result is committed with the error.
 func TestBedrockStreamBreaksAfterCommit(t *testing.T) {
-	e := newBedrockEngine(t)
+	e := newCloudEngine(t)
 	fake := newFakeBedrock(t, "us-east-1", nil)
 	head := bedrockTextEvents[:3] // "It is sunny "
 	withMore := func(more ...[]byte) [][]byte { return append(append([][]byte{}, head...), more...) }
@@ -173,7 +173,7 @@ func corrupt(msg []byte) []byte {
 // byte, sees the same events as one parsing it whole (Anthropic and OpenAI chat framing;
 // Responses framing is the same code as for Anthropic providers).
 func TestBedrockStreamSplitAnywhere(t *testing.T) {
-	e := newBedrockEngine(t)
+	e := newCloudEngine(t)
 	events := append([][]byte{
 		bedrockEvent("messageStart", `{"role":"assistant"}`),
 		bedrockEvent("contentBlockDelta", `{"contentBlockIndex":0,"delta":{"text":"Héllo — ünïcode\nand \"quotes\" "}}`),

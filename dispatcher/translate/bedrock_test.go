@@ -62,7 +62,7 @@ var (
 // Converse request Bedrock receives, the answer each client reads, the usage pinned to
 // Converse's raw figures.
 func TestBedrockClients(t *testing.T) {
-	e := newBedrockEngine(t)
+	e := newCloudEngine(t)
 	fake := newFakeBedrock(t, "us-east-1", nil)
 	fake.session = true
 	tests := []struct {
@@ -200,7 +200,7 @@ func assertNoBedrockSecrets(t *testing.T, s string) {
 // credential (an IAM key, temporary credentials, a Bedrock API key): every attempt reaches
 // its provider's region, signed for that region or with that provider's bearer key.
 func TestBedrockProvidersShareAPool(t *testing.T) {
-	e := newBedrockEngine(t)
+	e := newCloudEngine(t)
 	providers := []struct {
 		fake       *fakeBedrock
 		credential string
@@ -243,7 +243,7 @@ func TestBedrockProvidersShareAPool(t *testing.T) {
 
 // Another Converse model family (Amazon Nova) goes the same way.
 func TestBedrockOtherModel(t *testing.T) {
-	e := newBedrockEngine(t)
+	e := newCloudEngine(t)
 	fake := newFakeBedrock(t, "us-east-1", bedrockStream(bedrockTextEvents, false, 0))
 	req := bedrockRequest(wire.Anthropic, wire.Messages, "us-east-1", testBearerKey, true, anthropicReq(true))
 	req.Model = "amazon.nova-pro-v1:0"
@@ -324,7 +324,7 @@ func TestBedrockKey(t *testing.T) {
 // A refused attempt sends nothing and fails uncommitted in the client's envelope:
 // retryable for a misconfigured provider (another may serve), not for the model name.
 func TestBedrockRefusedAttempt(t *testing.T) {
-	e := newBedrockEngine(t)
+	e := newCloudEngine(t)
 	fake := newFakeBedrock(t, "us-east-1", converseJSON(bedrockTextJSON))
 	for _, c := range geminiClients {
 		for _, bad := range []struct {
@@ -377,7 +377,7 @@ func TestBedrockPick(t *testing.T) {
 
 // Bedrock's figures without cache, and an answer cut at max tokens.
 func TestBedrockUsageWithoutCache(t *testing.T) {
-	e := newBedrockEngine(t)
+	e := newCloudEngine(t)
 	usage := `"usage":{"inputTokens":37,"outputTokens":12,"totalTokens":49}`
 	want := attempt.Usage{InputTokens: 37, OutputTokens: 12}
 	fake := newFakeBedrock(t, "us-east-1", nil)

@@ -1,11 +1,12 @@
 // Package translate is the dispatcher's translation lane: one provider attempt whose client
 // wire format differs from the provider's (an OpenAI chat client on an Anthropic provider,
 // an OpenAI Responses client on an Anthropic provider, an Anthropic Messages client on an
-// OpenAI or OpenAI-compatible provider, any of the three on a Gemini or Bedrock provider). Requests
-// are converted and sent through Bifrost core; responses are rendered back in the client's
-// format by this package, not by Bifrost's client-side converters, because the official
-// SDKs and the coding CLIs depend on details (event order, first tool-call fragment, usage
-// placement, one terminal event) that those converters do not keep.
+// OpenAI or OpenAI-compatible provider, any of the three on a Gemini, Bedrock or Vertex AI
+// provider). Requests are converted and sent through Bifrost core; responses are rendered
+// back in the client's format by this package, not by Bifrost's client-side converters,
+// because the official SDKs and the coding CLIs depend on details (event order, first
+// tool-call fragment, usage placement, one terminal event) that those converters do not
+// keep.
 package translate
 
 import (
@@ -45,8 +46,9 @@ type Config struct {
 	// once with a retryable 502 so the chain moves on. Default: 2048.
 	QueueSize int
 
-	// caCertPEM is a CA the Gemini and Bedrock pools trust besides the system's: tests
-	// only, for a local https provider. In production they trust the system's CAs only.
+	// caCertPEM is a CA the Gemini, Bedrock and Vertex pools trust besides the system's:
+	// tests only, for a local https provider. In production they trust the system's CAs
+	// only.
 	caCertPEM string
 }
 
@@ -154,6 +156,8 @@ func pick(req *attempt.Request) (direction, bool) {
 		return pickGemini(req)
 	case req.Provider.Type == config.ProviderBedrock:
 		return pickBedrock(req)
+	case req.Provider.Type == config.ProviderVertex:
+		return pickVertex(req)
 	case req.ClientFormat == wire.OpenAI && req.Endpoint == wire.Responses &&
 		req.Provider.Type == config.ProviderAnthropic:
 		return direction{upstream: schemas.Anthropic, target: at("/v1/messages"), run: (*Engine).doResponses}, true
@@ -242,7 +246,7 @@ func (e *Engine) Do(ctx context.Context, req *attempt.Request, w http.ResponseWr
 // BifrostContextKeyURLPath overrides it per request (providers/utils.GetRequestPath), and
 // for Gemini, whose provider only appends that value to its base URL, the rest of the URL
 // after the pool's scheme does (see geminiPools). A Bedrock attempt's region travels in
-// its key (see bedrockKey).
+// its key (see bedrockKey), as do a Vertex attempt's region and project (see vertexKey).
 func (e *Engine) attemptContext(ctx context.Context, req *attempt.Request, dir direction, key schemas.Key) *schemas.BifrostContext {
 	bctx := schemas.NewBifrostContext(ctx, schemas.NoDeadline)
 	bctx.SetValue(ctxKeyCredential{}, key)
@@ -251,9 +255,10 @@ func (e *Engine) attemptContext(ctx context.Context, req *attempt.Request, dir d
 		bctx.SetValue(schemas.BifrostContextKeyURLPath, dir.target(req))
 	}
 	bctx.SetValue(schemas.BifrostContextKeyRequestID, req.RequestID)
-	if dir.upstream == schemas.Anthropic {
+	if dir.upstream == schemas.Anthropic || (dir.upstream == schemas.Vertex && vertexFamily(req.Model) == schemas.ModelFamilyAnthropic) {
 		// anthropic-version is pinned by Bifrost's Anthropic provider (the version its
 		// converter targets); beta flags still matter (prompt caching, long context).
+		// Bifrost's Vertex provider sends them to Claude as the body's anthropic_beta.
 		if betas := req.Header.Values("anthropic-beta"); len(betas) > 0 {
 			bctx.SetValue(schemas.BifrostContextKeyExtraHeaders, map[string][]string{"anthropic-beta": betas})
 		}

@@ -52,7 +52,8 @@ func (t ProviderType) Speaks(f wire.Format) bool {
 // and distributed, but left out of chains until their lane exists.
 func (t ProviderType) Dispatchable() bool {
 	switch t {
-	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderAzure, ProviderGemini, ProviderBedrock:
+	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderAzure, ProviderGemini,
+		ProviderBedrock, ProviderVertex:
 		return true
 	}
 	return false
@@ -62,7 +63,7 @@ func (t ProviderType) Dispatchable() bool {
 // another wire format; the others serve only clients of their own format.
 func (t ProviderType) Translatable() bool {
 	switch t {
-	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderGemini, ProviderBedrock:
+	case ProviderOpenAI, ProviderAnthropic, ProviderOpenAICompatible, ProviderGemini, ProviderBedrock, ProviderVertex:
 		return true
 	}
 	return false
@@ -87,7 +88,8 @@ type CloudConfig struct {
 	Project string `json:"project,omitempty"`
 }
 
-var regionRE = regexp.MustCompile(`^[a-z]{2,}(-[a-z0-9]+)+$`)
+// regionRE: an AWS or Google Cloud region, or Vertex's multi-regions.
+var regionRE = regexp.MustCompile(`^([a-z]{2,}(-[a-z0-9]+)+|global|us|eu)$`)
 
 // Cloud decodes the provider_config of a bedrock or vertex provider. Other fields of the
 // document (deployments, api_version) are ignored here.
