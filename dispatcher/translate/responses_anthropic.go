@@ -52,7 +52,8 @@ func (e *Engine) doResponses(bctx *schemas.BifrostContext, req *attempt.Request,
 		// Sluice stores no responses; silently dropping the earlier turns would answer a
 		// different conversation than the client holds.
 		return uncommitted(req, failure{status: http.StatusBadRequest, code: "invalid_request_error",
-			message: "previous_response_id is not supported for this model's provider; send the full input."},
+			message:   "previous_response_id is not supported for this model's provider; send the full input.",
+			retryable: true}, // the gateway's limit, not the provider's: a later provider may serve it
 			errors.New("translate: previous_response_id on a translated request"))
 	}
 	breq.Provider = dir.upstream

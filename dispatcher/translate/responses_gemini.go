@@ -36,7 +36,8 @@ func (e *Engine) doGeminiResponses(bctx *schemas.BifrostContext, req *attempt.Re
 	}
 	if rreq.Params.PreviousResponseID != nil {
 		return uncommitted(req, failure{status: http.StatusBadRequest, code: "invalid_request_error",
-			message: "previous_response_id is not supported for this model's provider; send the full input."},
+			message:   "previous_response_id is not supported for this model's provider; send the full input.",
+			retryable: true}, // the gateway's limit, not the provider's: a later provider may serve it
 			errors.New("translate: previous_response_id on a translated request"))
 	}
 	creq := chatOfResponses(rreq)

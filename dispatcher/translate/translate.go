@@ -433,8 +433,10 @@ func unsupported(req *attempt.Request) attempt.Result {
 	if p := req.Endpoint.Path(); p != "" {
 		what = p
 	}
+	// Retryable: the lane's limit, not the provider's answer; a later provider of the chain
+	// may serve the request natively.
 	return uncommitted(req, failure{status: http.StatusBadRequest, code: "unsupported_endpoint",
-		message: fmt.Sprintf("The provider for this model does not serve %s.", what)},
+		message: fmt.Sprintf("The provider for this model does not serve %s.", what), retryable: true},
 		fmt.Errorf("translate: no translation from %s %s to %s", req.ClientFormat, req.Endpoint, req.Provider.Type))
 }
 

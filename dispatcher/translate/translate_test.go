@@ -342,8 +342,9 @@ func TestRequestsTheLaneCannotServe(t *testing.T) {
 		status    int
 		retryable bool
 	}{
+		// The lane's own limit: retryable, so a later provider of the chain may serve it.
 		{"same format is not a translation", request(wire.OpenAI, config.ProviderOpenAI, "http://127.0.0.1:1", false,
-			`{"model":"m","messages":[{"role":"user","content":"hi"}]}`), 400, false},
+			`{"model":"m","messages":[{"role":"user","content":"hi"}]}`), 400, true},
 		{"malformed body", request(wire.OpenAI, config.ProviderAnthropic, "http://127.0.0.1:1", false, `{"model":`), 400, false},
 		{"no messages", request(wire.Anthropic, config.ProviderOpenAI, "http://127.0.0.1:1", false,
 			`{"model":"m","max_tokens":5,"messages":[]}`), 400, false},
