@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-gateway/sluice/dispatcher/attempt"
 	"github.com/sluice-gateway/sluice/internal/apierror"
+	"github.com/sluice-gateway/sluice/internal/pricing"
 	"github.com/sluice-gateway/sluice/internal/wire"
 )
 
@@ -199,6 +200,9 @@ func renderAnthropicMessage(resp *schemas.BifrostChatResponse, req *attempt.Requ
 // anthropicStream renders Bifrost chunks as Anthropic Messages stream events.
 type anthropicStream struct {
 	model, requestID string
+	// inputEstimate stands in for message_start's input_tokens until the upstream reports
+	// usage: OpenAI reports it only in a stream's last chunk.
+	inputEstimate int
 
 	started   bool
 	next      int // index of the next content block
@@ -213,7 +217,8 @@ type anthropicStream struct {
 }
 
 func newAnthropicStream(req *attempt.Request, _ clientOptions) streamRenderer {
-	return &anthropicStream{model: req.Model, requestID: req.RequestID, open: -1, toolBlock: map[uint16]int{}}
+	return &anthropicStream{model: req.Model, requestID: req.RequestID, open: -1, toolBlock: map[uint16]int{},
+		inputEstimate: int(pricing.EstimateTokens(int64(len(req.Body))))}
 }
 
 func (s *anthropicStream) event(buf *bytes.Buffer, typ string, v any) {
@@ -230,11 +235,15 @@ func (s *anthropicStream) event(buf *bytes.Buffer, typ string, v any) {
 
 func (s *anthropicStream) start(buf *bytes.Buffer, c *schemas.BifrostChatResponse) {
 	s.started = true
-	// OpenAI-format upstreams report usage only at the end, so input_tokens here is
-	// known only if the upstream streams usage on every chunk; message_delta carries
-	// the real figures (the SDKs take input_tokens from it when present).
+	// OpenAI-format upstreams report usage only at the end. Clients read message_start's
+	// input_tokens to track their context, so until then it carries an estimate from the
+	// request's size; message_delta carries the provider's real figures, which the SDKs
+	// take over the start's.
 	u := anthropicUsage(c.Usage)
 	u.OutputTokens = 0
+	if u.InputTokens == 0 && c.Usage == nil {
+		u.InputTokens = s.inputEstimate
+	}
 	s.event(buf, "message_start", map[string]any{
 		"type": "message_start",
 		"message": antMessage{ID: firstNonEmpty(c.ID, "msg_"+s.requestID), Type: "message", Role: "assistant",
