@@ -120,26 +120,10 @@ func responsesOfChat(resp *schemas.BifrostChatResponse, req *attempt.Request) *s
 func (e *Engine) streamGeminiResponses(bctx *schemas.BifrostContext, req *attempt.Request, creq *schemas.BifrostChatRequest,
 	opts *responsesOptions, fix func(*schemas.BifrostChatResponse), w http.ResponseWriter) attempt.Result {
 	ch, berr := e.client.ChatCompletionStreamRequest(bctx, creq)
-	if berr != nil {
-		return providerFailure(bctx, req, berr, time.Now())
+	first, res, ok := openStream(bctx, req, ch, berr, w)
+	if !ok {
+		return res
 	}
-	first, ok := next(bctx, ch)
-	if !ok || first.BifrostError != nil {
-		go drain(ch)
-		if !ok {
-			return uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
-				message: "The provider ended the stream without a response.", retryable: true},
-				errors.New("translate: empty upstream stream"))
-		}
-		return providerFailure(bctx, req, first.BifrostError, time.Now())
-	}
-
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Del("Content-Length")
-	w.WriteHeader(http.StatusOK)
-	res := attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: time.Now()}
 	rc := http.NewResponseController(w)
 	s := newResponsesStream(req, opts)
 	conv := chatEvents{text: -1, calls: map[uint16]int{}}

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/maximhq/bifrost/core/schemas"
 
@@ -41,28 +40,10 @@ type respEvent struct {
 func (e *Engine) streamResponses(bctx *schemas.BifrostContext, req *attempt.Request, breq *schemas.BifrostResponsesRequest,
 	opts *responsesOptions, w http.ResponseWriter) attempt.Result {
 	ch, berr := e.client.ResponsesStreamRequest(bctx, breq)
-	if berr != nil {
-		return providerFailure(bctx, req, berr, time.Now())
+	first, res, ok := openStream(bctx, req, ch, berr, w)
+	if !ok {
+		return res
 	}
-	// Nothing is written until the first chunk proves the stream healthy: an error that
-	// arrives as the stream's first event can still fall back.
-	first, ok := next(bctx, ch)
-	if !ok || first.BifrostError != nil {
-		go drain(ch)
-		if !ok {
-			return uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
-				message: "The provider ended the stream without a response.", retryable: true},
-				errors.New("translate: empty upstream stream"))
-		}
-		return providerFailure(bctx, req, first.BifrostError, time.Now())
-	}
-
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Del("Content-Length")
-	w.WriteHeader(http.StatusOK)
-	res := attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: time.Now()}
 	rc := http.NewResponseController(w)
 	s := newResponsesStream(req, opts)
 	var buf bytes.Buffer

@@ -269,30 +269,10 @@ func (e *Engine) attemptContext(ctx context.Context, req *attempt.Request, dir d
 func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir direction,
 	breq *schemas.BifrostChatRequest, opts clientOptions, fix func(*schemas.BifrostChatResponse), w http.ResponseWriter) attempt.Result {
 	ch, berr := e.client.ChatCompletionStreamRequest(bctx, breq)
-	if berr != nil {
-		return providerFailure(bctx, req, berr, time.Now())
+	first, res, ok := openStream(bctx, req, ch, berr, w)
+	if !ok {
+		return res
 	}
-	// Nothing is written until the first chunk proves the stream healthy: an error that
-	// arrives as the stream's first event can still fall back.
-	first, ok := next(bctx, ch)
-	if !ok || first.BifrostError != nil {
-		go drain(ch)
-		if !ok {
-			return uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
-				message: "The provider ended the stream without a response.", retryable: true},
-				errors.New("translate: empty upstream stream"))
-		}
-		return providerFailure(bctx, req, first.BifrostError, time.Now())
-	}
-
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Del("Content-Length")
-	w.WriteHeader(http.StatusOK)
-	// Bifrost parses each event before handing it over: the first chunk's arrival stands for
-	// the first byte's.
-	res := attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: time.Now()}
 	rc := http.NewResponseController(w)
 	r := dir.newStream(req, opts)
 	// Bifrost puts the usage and the model on the final chunk (an OpenAI provider's model
@@ -537,4 +517,33 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// openStream waits for a stream's first chunk and, once it proves the stream healthy,
+// commits the SSE answer. Nothing is written before: an error that arrives as the stream's
+// first event (or before it) is an uncommitted failure, and the chain can still fall back.
+// ok reports a committed stream, whose Result (FirstByte set: Bifrost parses each event
+// before handing it over, so the first chunk's arrival stands for the first byte's) the
+// caller completes; otherwise the Result is the failure to return.
+func openStream(bctx *schemas.BifrostContext, req *attempt.Request, ch chan *schemas.BifrostStreamChunk,
+	berr *schemas.BifrostError, w http.ResponseWriter) (*schemas.BifrostStreamChunk, attempt.Result, bool) {
+	if berr != nil {
+		return nil, providerFailure(bctx, req, berr, time.Now()), false
+	}
+	first, ok := next(bctx, ch)
+	if !ok || first.BifrostError != nil {
+		go drain(ch)
+		if !ok {
+			return nil, uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
+				message: "The provider ended the stream without a response.", retryable: true},
+				errors.New("translate: empty upstream stream")), false
+		}
+		return nil, providerFailure(bctx, req, first.BifrostError, time.Now()), false
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	return first, attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: time.Now()}, true
 }
