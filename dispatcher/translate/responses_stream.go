@@ -47,20 +47,7 @@ func (e *Engine) streamResponses(bctx *schemas.BifrostContext, req *attempt.Requ
 	rc := http.NewResponseController(w)
 	s := newResponsesStream(req, opts)
 	var buf bytes.Buffer
-	flush := func() bool {
-		if buf.Len() == 0 {
-			return true
-		}
-		_, err := w.Write(buf.Bytes())
-		buf.Reset()
-		if err == nil {
-			err = rc.Flush()
-		}
-		if err != nil && res.Err == nil {
-			res.Err = fmt.Errorf("translate: write stream: %w", err)
-		}
-		return err == nil
-	}
+	flush := func() bool { return flushTo(w, rc, &buf, &res) }
 	end := func() attempt.Result {
 		res.Usage, res.ResponseModel, res.FinishReasons = s.report()
 		return res

@@ -283,20 +283,7 @@ func (e *Engine) stream(bctx *schemas.BifrostContext, req *attempt.Request, dir 
 		res.FinishReasons = r.finishReasons()
 	}
 	var buf bytes.Buffer
-	flush := func() bool {
-		if buf.Len() == 0 {
-			return true
-		}
-		_, err := w.Write(buf.Bytes())
-		buf.Reset()
-		if err == nil {
-			err = rc.Flush()
-		}
-		if err != nil && res.Err == nil {
-			res.Err = fmt.Errorf("translate: write stream: %w", err)
-		}
-		return err == nil
-	}
+	flush := func() bool { return flushTo(w, rc, &buf, &res) }
 
 	c := first
 	for {
@@ -546,4 +533,21 @@ func openStream(bctx *schemas.BifrostContext, req *attempt.Request, ch chan *sch
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	return first, attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: time.Now()}, true
+}
+
+// flushTo writes the events buf holds to the client and flushes them, recording the first
+// write error on res; it reports whether the client still reads.
+func flushTo(w http.ResponseWriter, rc *http.ResponseController, buf *bytes.Buffer, res *attempt.Result) bool {
+	if buf.Len() == 0 {
+		return true
+	}
+	_, err := w.Write(buf.Bytes())
+	buf.Reset()
+	if err == nil {
+		err = rc.Flush()
+	}
+	if err != nil && res.Err == nil {
+		res.Err = fmt.Errorf("translate: write stream: %w", err)
+	}
+	return err == nil
 }
