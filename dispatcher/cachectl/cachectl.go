@@ -236,41 +236,15 @@ func lastElement(s string, i int, keep func(s string, e span) bool) (last span, 
 }
 
 // members calls fn with the decoded key, the key's start and the value's start of every
-// member of the object at s[i]. fn returns the value's end, or -1 to stop. members returns
-// the end of the object, or -1.
+// member of the object opening at s[i]; see [jsonscan.Members].
 func members(s string, i int, fn func(key string, ks, vs int) int) int {
-	if i >= len(s) || s[i] != '{' {
-		return -1
+	return jsonscan.Members(s, i, func(raw string, ks, vs int) int { return fn(memberName(s, raw, ks), ks, vs) })
+}
+
+// memberName decodes a raw member name (at s[ks]) only when it has escapes.
+func memberName(s, raw string, ks int) string {
+	if strings.IndexByte(raw, '\\') < 0 {
+		return raw
 	}
-	for i++; ; {
-		i = jsonscan.SkipSpace(s, i)
-		if i >= len(s) {
-			return -1
-		}
-		switch s[i] {
-		case '}':
-			return i + 1
-		case ',':
-			i++
-			continue
-		case '"':
-		default:
-			return -1
-		}
-		ks := i
-		ke := jsonscan.StringEnd(s, i)
-		if ke < 0 {
-			return -1
-		}
-		key := s[ks+1 : ke-1]
-		if strings.IndexByte(key, '\\') >= 0 {
-			key = gjson.Parse(s[ks:ke]).Str
-		}
-		if i = jsonscan.SkipSpace(s, ke); i >= len(s) || s[i] != ':' {
-			return -1
-		}
-		if i = fn(key, ks, jsonscan.SkipSpace(s, i+1)); i < 0 {
-			return -1
-		}
-	}
+	return gjson.Parse(s[ks : ks+len(raw)+2]).Str
 }

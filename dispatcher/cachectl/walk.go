@@ -3,8 +3,6 @@ package cachectl
 import (
 	"strings"
 
-	"github.com/tidwall/gjson"
-
 	"github.com/sluice-gateway/sluice/internal/jsonscan"
 )
 
@@ -61,37 +59,7 @@ func (w *walker) object(i, depth int) int {
 	// or, while no member was kept yet, the comma after it (up to the next kept key), so
 	// the object stays valid whichever members go.
 	prevEnd, kept, lead := -1, false, -1
-	for i++; ; {
-		i = jsonscan.SkipSpace(s, i)
-		if i >= len(s) {
-			return -1
-		}
-		switch s[i] {
-		case '}':
-			if lead >= 0 {
-				w.cut(lead, prevEnd)
-			}
-			return i + 1
-		case ',':
-			i++
-			continue
-		case '"':
-		default:
-			return -1
-		}
-		ks := i
-		ke := jsonscan.StringEnd(s, i)
-		if ke < 0 {
-			return -1
-		}
-		key := s[ks+1 : ke-1]
-		if strings.IndexByte(key, '\\') >= 0 {
-			key = gjson.Parse(s[ks:ke]).Str
-		}
-		if i = jsonscan.SkipSpace(s, ke); i >= len(s) || s[i] != ':' {
-			return -1
-		}
-		vs := jsonscan.SkipSpace(s, i+1)
+	end := members(s, i, func(key string, ks, vs int) int {
 		var ve int
 		if strings.EqualFold(key, "cache_control") {
 			if w.found = true; w.first {
@@ -120,8 +88,13 @@ func (w *walker) object(i, depth int) int {
 				return -1
 			}
 		}
-		prevEnd, i = ve, ve
+		prevEnd = ve
+		return ve
+	})
+	if end >= 0 && lead >= 0 {
+		w.cut(lead, prevEnd)
 	}
+	return end
 }
 
 // descend reports whether the value of member key of an object at depth is searched.

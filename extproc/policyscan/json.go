@@ -20,39 +20,9 @@ import (
 // to be malformed, so iteration ends either way.
 
 // members calls fn with the decoded key and the index of the value of every member of the
-// object opening at s[i]. fn returns the end of the value, or -1 to stop. members returns
-// the end of the object, or -1.
+// object opening at s[i]; see [jsonscan.Members].
 func members(s string, i int, fn func(key string, at int) int) int {
-	if i >= len(s) || s[i] != '{' {
-		return -1
-	}
-	for i++; ; {
-		i = jsonscan.SkipSpace(s, i)
-		if i >= len(s) {
-			return -1
-		}
-		switch s[i] {
-		case '}':
-			return i + 1
-		case ',':
-			i++
-			continue
-		case '"':
-		default:
-			return -1
-		}
-		ke := jsonscan.StringEnd(s, i)
-		if ke < 0 {
-			return -1
-		}
-		key := decode(s[i+1 : ke-1])
-		if i = jsonscan.SkipSpace(s, ke); i >= len(s) || s[i] != ':' {
-			return -1
-		}
-		if i = fn(key, jsonscan.SkipSpace(s, i+1)); i < 0 {
-			return -1
-		}
-	}
+	return jsonscan.Members(s, i, func(raw string, _, at int) int { return fn(decode(raw), at) })
 }
 
 // eachMember calls fn with every member of the object raw (its decoded key and raw value)

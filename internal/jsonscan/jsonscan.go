@@ -86,3 +86,40 @@ func ValueEnd(s string, i int) int {
 	}
 	return j
 }
+
+// Members calls fn for every member of the object opening at s[i] with the member's raw key
+// (the text between its quotes, escapes undecoded), the index of the key's opening quote
+// and the index of its value. fn returns the end of the value, or -1 to stop. Members
+// returns the end of the object, or -1.
+func Members(s string, i int, fn func(rawKey string, keyStart, valueStart int) int) int {
+	if i >= len(s) || s[i] != '{' {
+		return -1
+	}
+	for i++; ; {
+		i = SkipSpace(s, i)
+		if i >= len(s) {
+			return -1
+		}
+		switch s[i] {
+		case '}':
+			return i + 1
+		case ',':
+			i++
+			continue
+		case '"':
+		default:
+			return -1
+		}
+		ks := i
+		ke := StringEnd(s, i)
+		if ke < 0 {
+			return -1
+		}
+		if i = SkipSpace(s, ke); i >= len(s) || s[i] != ':' {
+			return -1
+		}
+		if i = fn(s[ks+1:ke-1], ks, SkipSpace(s, i+1)); i < 0 {
+			return -1
+		}
+	}
+}
