@@ -68,7 +68,14 @@ func (e *Engine) doResponses(bctx *schemas.BifrostContext, req *attempt.Request,
 	if berr != nil {
 		return providerFailure(bctx, req, berr, answered)
 	}
-	body, reason, err := renderResponses(resp, req, &opts)
+	return answerResponses(w, req, resp, &opts, responsesAttemptUsage(resp.Usage), answered)
+}
+
+// answerResponses renders a whole Responses answer in OpenAI's shape and commits it; an
+// answer that cannot be rendered is an uncommitted failure the chain may fall back from.
+func answerResponses(w http.ResponseWriter, req *attempt.Request, resp *schemas.BifrostResponsesResponse,
+	opts *responsesOptions, usage attempt.Usage, answered time.Time) attempt.Result {
+	body, reason, err := renderResponses(resp, req, opts)
 	if err != nil {
 		res := uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
 			message: "The provider's response could not be translated.", retryable: true}, err)
@@ -80,7 +87,7 @@ func (e *Engine) doResponses(bctx *schemas.BifrostContext, req *attempt.Request,
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
 	res := attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: answered,
-		Usage: responsesAttemptUsage(resp.Usage), ResponseModel: resp.Model, FinishReasons: []string{reason}}
+		Usage: usage, ResponseModel: resp.Model, FinishReasons: []string{reason}}
 	if _, err := w.Write(body); err != nil {
 		res.Err = fmt.Errorf("translate: write response: %w", err)
 	}

@@ -55,23 +55,7 @@ func (e *Engine) doGeminiResponses(bctx *schemas.BifrostContext, req *attempt.Re
 		return providerFailure(bctx, req, berr, answered)
 	}
 	fix(resp)
-	body, reason, err := renderResponses(responsesOfChat(resp, req), req, &opts)
-	if err != nil {
-		res := uncommitted(req, failure{status: http.StatusBadGateway, code: "upstream_error",
-			message: "The provider's response could not be translated.", retryable: true}, err)
-		res.FirstByte = answered
-		return res
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Del("Content-Length")
-	w.WriteHeader(http.StatusOK)
-	res := attempt.Result{Status: http.StatusOK, Committed: true, FirstByte: answered,
-		Usage: usageOf(resp.Usage), ResponseModel: resp.Model, FinishReasons: []string{reason}}
-	if _, err := w.Write(body); err != nil {
-		res.Err = fmt.Errorf("translate: write response: %w", err)
-	}
-	return res
+	return answerResponses(w, req, responsesOfChat(resp, req), &opts, usageOf(resp.Usage), answered)
 }
 
 // chatOfResponses converts a parsed Responses request to the chat request Gemini is sent.
