@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -421,14 +422,21 @@ func topoOrder(t *testing.T, p *types.Project, names []string) []string {
 	return out
 }
 
+// freePort returns a loopback port that was free a moment ago, below the kernel's
+// ephemeral range (32768 and up on Linux): a port the kernel handed out with :0 and took
+// back is the next one it hands to any outgoing connection of the many processes this test
+// runs, and the service told to listen there would find it taken (Envoy did, once).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 50 {
+		port := 20000 + mrand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 func writeExec(t *testing.T, path, content string) {
